@@ -1,0 +1,5 @@
+"""``python -m pacha`` runs the command line."""
+
+from pacha.cli import main
+
+main()

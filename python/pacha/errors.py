@@ -1,0 +1,71 @@
+"""The exceptions pacha raises.
+
+Each also subclasses the matching built-in, so ``except LookupError`` or
+``except ValueError`` keeps working in code that does not know pacha. This module imports
+nothing from the native core: it can be imported (and its classes caught) on its own.
+Operating-system failures (a missing file, a full disk) are raised as the built-in
+``OSError`` subclasses (``FileNotFoundError``, ``PermissionError``, ...) with ``filename`` set.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+__all__ = [
+    "AlreadyExistsError",
+    "CancelledError",
+    "IntegrityError",
+    "InvalidInputError",
+    "NotFoundError",
+    "PachaError",
+    "SourceChangedError",
+]
+
+
+class PachaError(Exception):
+    """Base class of every error specific to pacha."""
+
+
+class NotFoundError(PachaError, LookupError):
+    """The object, artifact or version asked for does not exist."""
+
+
+class AlreadyExistsError(PachaError, FileExistsError):
+    """The destination exists and overwriting was not asked for."""
+
+
+class InvalidInputError(PachaError, ValueError):
+    """Input that pacha refuses: a malformed digest, a FIFO where a file was expected, ..."""
+
+
+class SourceChangedError(InvalidInputError):
+    """A file changed while pacha was reading it; nothing was stored."""
+
+
+class CancelledError(PachaError):
+    """The operation was cancelled through its ``Progress``; nothing was left half-written."""
+
+
+class IntegrityError(PachaError, ValueError):
+    """Stored bytes do not match their BLAKE3 address: the object is corrupt.
+
+    Attributes:
+        expected: the digest the bytes should have (the object's address).
+        actual: the digest they actually have.
+        path: the object file that is damaged.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        expected: Optional[str] = None,
+        actual: Optional[str] = None,
+        path: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

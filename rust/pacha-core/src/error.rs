@@ -1,0 +1,78 @@
+//! The one error type of the core. The Python binding maps every variant onto an exception
+//! class (see `rust/pacha-py/src/errors.rs`), so adding a variant is a compile error there.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::Digest;
+
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// An operating-system error on a path; the `io::ErrorKind` is kept so that a missing
+    /// file stays a "not found" all the way to Python's `FileNotFoundError`.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("{}: is a directory, not a file", path.display())]
+    IsADirectory { path: PathBuf },
+
+    #[error("{}: is a {kind}, not a regular file; pacha stores regular files", path.display())]
+    NotARegularFile { path: PathBuf, kind: &'static str },
+
+    #[error("object {digest} is not in the store")]
+    ObjectNotFound { digest: Digest },
+
+    #[error(
+        "integrity check failed for {}: expected BLAKE3 {expected}, got {actual}; the stored \
+         copy is damaged — add the original file again to repair it",
+        path.display()
+    )]
+    Integrity {
+        expected: Digest,
+        actual: Digest,
+        path: PathBuf,
+    },
+
+    #[error(
+        "{}: the file changed while it was being read ({detail}); nothing was stored — \
+         wait until whatever writes it has finished and try again",
+        path.display()
+    )]
+    SourceChanged { path: PathBuf, detail: String },
+
+    #[error("{}: already exists; pass overwrite=True (CLI: --force) to replace it", path.display())]
+    AlreadyExists { path: PathBuf },
+
+    #[error("invalid digest {text:?}: expected 64 lowercase hexadecimal characters (a BLAKE3-256 digest)")]
+    InvalidDigest { text: String },
+
+    /// The caller asked the operation to stop (Ctrl-C); partial output has been removed.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl CoreError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        CoreError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Attach a path to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &std::path::Path) -> Result<T> {
+        self.map_err(|e| CoreError::io(path, e))
+    }
+}

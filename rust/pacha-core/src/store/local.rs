@@ -1,0 +1,516 @@
+//! The object store on a local filesystem: `docs/store-format.md`, implemented.
+
+use std::fs::{self, File, Permissions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use rayon::prelude::*;
+use tempfile::NamedTempFile;
+
+use super::copy::{copy_hashing, hash_reading};
+use super::{Expected, ObjectInfo, ObjectStore, Problem, ProblemKind, PutOutcome, VerifyReport};
+use crate::error::IoContext;
+use crate::fsutil::{ensure_dir, open_regular, sync_dir};
+use crate::hash;
+use crate::{CoreError, Digest, Progress, Result};
+
+/// Sources up to this size are read into memory once, hashed, and written only when new.
+pub const SMALL_OBJECT_MAX: u64 = 1 << 20;
+
+const TMP_DIR: &str = "tmp";
+const SIZES_DIR: &str = "sizes";
+
+/// The object store rooted at a local directory (`<registry>/objects`).
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+    tmp: PathBuf,
+    sizes: PathBuf,
+}
+
+impl LocalStore {
+    /// Open the store at `root`, creating it (mode 0700) and its bookkeeping directories.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)
+            .at(&root)?;
+        let store = LocalStore {
+            tmp: root.join(TMP_DIR),
+            sizes: root.join(SIZES_DIR),
+            root,
+        };
+        ensure_dir(&store.tmp)?;
+        ensure_dir(&store.sizes)?;
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the loose object for `digest` lives (whether or not it exists).
+    pub fn object_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join(digest.shard()).join(digest.to_hex())
+    }
+
+    /// Present with exactly `size` bytes. A truncated object is not "present", so ingesting the
+    /// same bytes again replaces it.
+    fn has_with_size(&self, digest: &Digest, size: u64) -> Result<bool> {
+        Ok(self.size_of(digest)? == Some(size))
+    }
+
+    fn new_temp(&self) -> Result<NamedTempFile> {
+        tempfile::Builder::new()
+            .prefix("")
+            .suffix(".tmp")
+            .rand_bytes(16)
+            .tempfile_in(&self.tmp)
+            .at(&self.tmp)
+    }
+
+    /// Make a fully written temp file the object `digest`: read-only, fsync, rename, fsync dir.
+    fn commit(&self, tmp: NamedTempFile, digest: &Digest) -> Result<()> {
+        let shard = self.root.join(digest.shard());
+        if ensure_dir(&shard)? {
+            sync_dir(&self.root)?;
+        }
+        let file = tmp.as_file();
+        file.set_permissions(Permissions::from_mode(0o444))
+            .at(tmp.path())?;
+        file.sync_all().at(tmp.path())?;
+        let dest = shard.join(digest.to_hex());
+        tmp.persist(&dest)
+            .map_err(|e| CoreError::io(&dest, e.error))?;
+        sync_dir(&shard)
+    }
+
+    /// Leave a hint that an object of `size` bytes exists (see "size markers" in the spec).
+    fn mark_size(&self, size: u64) {
+        // A hint: failing to write it costs speed on a later ingest, never correctness.
+        let _ = File::create(self.sizes.join(size.to_string()));
+    }
+
+    fn size_marked(&self, size: u64) -> bool {
+        self.sizes.join(size.to_string()).exists()
+    }
+
+    fn put_small(
+        &self,
+        mut file: File,
+        source: &Path,
+        meta: &fs::Metadata,
+        progress: &Progress,
+    ) -> Result<PutOutcome> {
+        // Read at most one byte more than the object limit: a file that grew is caught below.
+        let mut buf = vec![0u8; SMALL_OBJECT_MAX as usize + 1];
+        let mut len = 0usize;
+        loop {
+            progress.check()?;
+            match file.read(&mut buf[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CoreError::io(source, e)),
+            }
+            if len == buf.len() {
+                break;
+            }
+        }
+        ensure_unchanged(&file, source, meta, len as u64)?;
+        buf.truncate(len);
+        progress.advance(len as u64);
+        self.put_slice(&buf)
+    }
+
+    fn put_slice(&self, data: &[u8]) -> Result<PutOutcome> {
+        let digest = hash::hash_slice(data);
+        let size = data.len() as u64;
+        if self.has_with_size(&digest, size)? {
+            return Ok(PutOutcome {
+                digest,
+                size,
+                written: false,
+            });
+        }
+        let mut tmp = self.new_temp()?;
+        tmp.write_all(data).at(tmp.path())?;
+        self.commit(tmp, &digest)?;
+        Ok(PutOutcome {
+            digest,
+            size,
+            written: true,
+        })
+    }
+
+    fn put_large(
+        &self,
+        mut file: File,
+        source: &Path,
+        meta: &fs::Metadata,
+        progress: &Progress,
+    ) -> Result<PutOutcome> {
+        let size = meta.len();
+        // When an object of this exact size may exist, hashing first lets a duplicate cost one
+        // read and no write. Otherwise copy and hash in one pass.
+        let prehashed = if self.size_marked(size) {
+            let digest = hash_reading(&mut file, source, progress)?;
+            if self.has_with_size(&digest, size)? {
+                ensure_unchanged(&file, source, meta, size)?;
+                return Ok(PutOutcome {
+                    digest,
+                    size,
+                    written: false,
+                });
+            }
+            file.seek(SeekFrom::Start(0)).at(source)?;
+            progress.add_total(size);
+            Some(digest)
+        } else {
+            None
+        };
+
+        let mut tmp = self.new_temp()?;
+        let tmp_path = tmp.path().to_path_buf();
+        let mut hasher = blake3::Hasher::new();
+        let copied = copy_hashing(
+            &mut file,
+            source,
+            tmp.as_file_mut(),
+            &tmp_path,
+            &mut hasher,
+            progress,
+        )?;
+        ensure_unchanged(&file, source, meta, copied)?;
+        let digest: Digest = hasher.finalize().into();
+        if let Some(first) = prehashed {
+            if first != digest {
+                return Err(CoreError::SourceChanged {
+                    path: source.into(),
+                    detail: "its contents differ between two reads".into(),
+                });
+            }
+        }
+        if self.has_with_size(&digest, size)? {
+            // Another writer stored it meanwhile, or no size marker existed; drop our copy.
+            return Ok(PutOutcome {
+                digest,
+                size,
+                written: false,
+            });
+        }
+        self.commit(tmp, &digest)?;
+        self.mark_size(size);
+        Ok(PutOutcome {
+            digest,
+            size,
+            written: true,
+        })
+    }
+
+    /// All well-formed object files, plus a problem for everything else under the root.
+    fn scan(&self) -> Result<(Vec<ObjectInfo>, Vec<Problem>)> {
+        let mut objects = Vec::new();
+        let mut strays = Vec::new();
+        let stray = |path: PathBuf, detail: &str| Problem {
+            kind: ProblemKind::Stray,
+            digest: None,
+            path,
+            detail: detail.to_string(),
+        };
+        for entry in fs::read_dir(&self.root).at(&self.root)? {
+            let entry = entry.at(&self.root)?;
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let file_type = entry.file_type().at(&path)?;
+            if name == TMP_DIR || name == SIZES_DIR {
+                continue;
+            }
+            if !(file_type.is_dir() && is_shard_name(&name)) {
+                strays.push(stray(path, "not a shard directory"));
+                continue;
+            }
+            for object in fs::read_dir(&path).at(&path)? {
+                let object = object.at(&path)?;
+                let object_path = object.path();
+                let object_name = object.file_name();
+                let object_name = object_name.to_string_lossy();
+                let digest = match Digest::parse(&object_name) {
+                    Ok(d) if d.shard() == name => d,
+                    _ => {
+                        strays.push(stray(object_path, "not an object name in this shard"));
+                        continue;
+                    }
+                };
+                let meta = fs::symlink_metadata(&object_path).at(&object_path)?;
+                if !meta.is_file() {
+                    strays.push(stray(object_path, "an object must be a regular file"));
+                    continue;
+                }
+                objects.push(ObjectInfo {
+                    digest,
+                    size: meta.len(),
+                });
+            }
+        }
+        objects.sort_by_key(|o| o.digest);
+        strays.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok((objects, strays))
+    }
+
+    /// Hash one object and compare with its address and expected size.
+    fn check_object(
+        &self,
+        digest: &Digest,
+        expected_size: Option<u64>,
+        progress: &Progress,
+    ) -> Result<Option<Problem>> {
+        let path = self.object_path(digest);
+        let problem = |kind, detail: String| {
+            Ok(Some(Problem {
+                kind,
+                digest: Some(*digest),
+                path: path.clone(),
+                detail,
+            }))
+        };
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return problem(
+                    ProblemKind::Missing,
+                    "the object file does not exist".into(),
+                );
+            }
+            Err(e) => return Err(CoreError::io(&path, e)),
+        };
+        if !meta.is_file() {
+            return problem(
+                ProblemKind::Corrupt,
+                "the object is not a regular file".into(),
+            );
+        }
+        if let Some(size) = expected_size {
+            if meta.len() < size {
+                return problem(
+                    ProblemKind::Truncated,
+                    format!("{} bytes, expected {size}", meta.len()),
+                );
+            }
+            if meta.len() != size {
+                return problem(
+                    ProblemKind::Corrupt,
+                    format!("{} bytes, expected {size}", meta.len()),
+                );
+            }
+        }
+        let actual = match hash::hash_file(&path, progress) {
+            Ok(actual) => actual,
+            Err(CoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return problem(
+                    ProblemKind::Missing,
+                    "the object file vanished while being checked".into(),
+                );
+            }
+            Err(e) => return Err(e),
+        };
+        if actual != *digest {
+            return problem(ProblemKind::Corrupt, format!("its bytes hash to {actual}"));
+        }
+        Ok(None)
+    }
+}
+
+impl ObjectStore for LocalStore {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn put_file(&self, source: &Path, progress: &Progress) -> Result<PutOutcome> {
+        let (file, meta) = open_regular(source)?;
+        progress.add_total(meta.len());
+        if meta.len() <= SMALL_OBJECT_MAX {
+            self.put_small(file, source, &meta, progress)
+        } else {
+            self.put_large(file, source, &meta, progress)
+        }
+    }
+
+    fn put_bytes(&self, data: &[u8]) -> Result<PutOutcome> {
+        self.put_slice(data)
+    }
+
+    fn contains(&self, digest: &Digest) -> Result<bool> {
+        Ok(self.size_of(digest)?.is_some())
+    }
+
+    fn size_of(&self, digest: &Digest) -> Result<Option<u64>> {
+        let path = self.object_path(digest);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CoreError::io(&path, e)),
+        }
+    }
+
+    fn export(
+        &self,
+        digest: &Digest,
+        dest: &Path,
+        overwrite: bool,
+        progress: &Progress,
+    ) -> Result<u64> {
+        let object_path = self.object_path(digest);
+        let (mut src, meta) = match open_regular(&object_path) {
+            Ok(opened) => opened,
+            Err(CoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Err(CoreError::ObjectNotFound { digest: *digest });
+            }
+            Err(e) => return Err(e),
+        };
+        match fs::symlink_metadata(dest) {
+            Ok(m) if m.is_dir() => return Err(CoreError::IsADirectory { path: dest.into() }),
+            Ok(_) if !overwrite => return Err(CoreError::AlreadyExists { path: dest.into() }),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CoreError::io(dest, e)),
+        }
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&parent).at(&parent)?;
+        progress.add_total(meta.len());
+        // Mode 0666 before the umask, like any file a program creates.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".pacha-")
+            .suffix(".part")
+            .permissions(Permissions::from_mode(0o666))
+            .tempfile_in(&parent)
+            .at(&parent)?;
+        let tmp_path = tmp.path().to_path_buf();
+        let mut hasher = blake3::Hasher::new();
+        let copied = copy_hashing(
+            &mut src,
+            &object_path,
+            tmp.as_file_mut(),
+            &tmp_path,
+            &mut hasher,
+            progress,
+        )?;
+        let actual: Digest = hasher.finalize().into();
+        if actual != *digest {
+            // Dropping `tmp` deletes the partial output.
+            return Err(CoreError::Integrity {
+                expected: *digest,
+                actual,
+                path: object_path,
+            });
+        }
+        tmp.as_file().sync_all().at(&tmp_path)?;
+        let persisted = if overwrite {
+            tmp.persist(dest)
+        } else {
+            tmp.persist_noclobber(dest)
+        };
+        match persisted {
+            Ok(_) => {}
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(CoreError::AlreadyExists { path: dest.into() });
+            }
+            Err(e) => return Err(CoreError::io(dest, e.error)),
+        }
+        sync_dir(&parent)?;
+        Ok(copied)
+    }
+
+    fn list(&self) -> Result<Vec<ObjectInfo>> {
+        Ok(self.scan()?.0)
+    }
+
+    fn verify(&self, expected: &[Expected], progress: &Progress) -> Result<VerifyReport> {
+        for e in expected {
+            progress.add_total(self.size_of(&e.digest)?.unwrap_or(0));
+        }
+        let results: Vec<Result<(u64, Option<Problem>)>> = expected
+            .par_iter()
+            .map(|e| {
+                let bytes = self.size_of(&e.digest)?.unwrap_or(0);
+                Ok((bytes, self.check_object(&e.digest, e.size, progress)?))
+            })
+            .collect();
+        collect_report(results, Vec::new())
+    }
+
+    fn verify_all(&self, progress: &Progress) -> Result<VerifyReport> {
+        let (objects, strays) = self.scan()?;
+        progress.add_total(objects.iter().map(|o| o.size).sum());
+        let results: Vec<Result<(u64, Option<Problem>)>> = objects
+            .par_iter()
+            .map(|o| Ok((o.size, self.check_object(&o.digest, None, progress)?)))
+            .collect();
+        collect_report(results, strays)
+    }
+}
+
+fn collect_report(
+    results: Vec<Result<(u64, Option<Problem>)>>,
+    mut problems: Vec<Problem>,
+) -> Result<VerifyReport> {
+    let mut report = VerifyReport::default();
+    for result in results {
+        let (bytes, problem) = result?;
+        report.checked += 1;
+        report.bytes += bytes;
+        problems.extend(problem);
+    }
+    problems.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
+    report.problems = problems;
+    Ok(report)
+}
+
+fn is_shard_name(name: &str) -> bool {
+    name.len() == 2 && name.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Refuse a source whose size or modification time changed while we read it, or whose byte
+/// count differs from the size it had when opened.
+fn ensure_unchanged(file: &File, source: &Path, before: &fs::Metadata, read: u64) -> Result<()> {
+    let after = file.metadata().at(source)?;
+    let changed = |detail: String| {
+        Err(CoreError::SourceChanged {
+            path: source.into(),
+            detail,
+        })
+    };
+    if read != before.len() {
+        return changed(format!(
+            "{} bytes when opened, {read} bytes read",
+            before.len()
+        ));
+    }
+    if after.len() != before.len() {
+        return changed(format!(
+            "{} bytes when opened, {} bytes now",
+            before.len(),
+            after.len()
+        ));
+    }
+    if mtime(&after) != mtime(before) {
+        return changed("its modification time changed".into());
+    }
+    Ok(())
+}
+
+fn mtime(meta: &fs::Metadata) -> Option<SystemTime> {
+    meta.modified().ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,133 @@
+//! The content-addressed object store.
+//!
+//! Callers (the binding, and later the registry) talk to the [`ObjectStore`] trait only, so
+//! that an S3-compatible store can join [`LocalStore`] without touching them. The on-disk
+//! format of the local store is specified in `docs/store-format.md`.
+
+mod copy;
+mod local;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::{Digest, Progress, Result};
+
+pub use local::{LocalStore, SMALL_OBJECT_MAX};
+
+/// The result of putting bytes into the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutOutcome {
+    pub digest: Digest,
+    pub size: u64,
+    /// False when the object was already present and nothing was written.
+    pub written: bool,
+}
+
+/// An object as listed by the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// What a caller knows about an object it references, for [`ObjectStore::verify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    pub digest: Digest,
+    /// The size the referrer recorded, if any; lets `verify` tell "truncated" from "corrupt".
+    pub size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProblemKind {
+    /// The bytes do not hash to the object's address.
+    Corrupt,
+    /// Shorter than the size its referrer recorded.
+    Truncated,
+    /// Referenced but absent.
+    Missing,
+    /// A file under the store's root that is not a well-formed object.
+    Stray,
+}
+
+impl ProblemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::Corrupt => "corrupt",
+            ProblemKind::Truncated => "truncated",
+            ProblemKind::Missing => "missing",
+            ProblemKind::Stray => "stray",
+        }
+    }
+}
+
+impl fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem found by `verify`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    /// The object's address, when the problem concerns an object (not a stray file).
+    pub digest: Option<Digest>,
+    pub path: PathBuf,
+    /// A human-readable explanation (what was expected, what was found).
+    pub detail: String,
+}
+
+/// Everything `verify` found: it never stops at the first problem.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Objects checked (hashed or found missing).
+    pub checked: u64,
+    /// Bytes hashed.
+    pub bytes: u64,
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// A content-addressed store of immutable objects.
+pub trait ObjectStore: Send + Sync + fmt::Debug {
+    /// Where the store lives, for messages (a directory for the local store, a URL later).
+    fn location(&self) -> String;
+
+    /// Ingest the regular file at `source` in a single streaming pass (see the format spec).
+    /// Already-present content writes nothing and succeeds.
+    fn put_file(&self, source: &Path, progress: &Progress) -> Result<PutOutcome>;
+
+    /// Store a small in-memory object (a manifest, a card). Not for artifacts.
+    fn put_bytes(&self, data: &[u8]) -> Result<PutOutcome>;
+
+    /// True when an intact-looking object (right name, regular file) is present.
+    fn contains(&self, digest: &Digest) -> Result<bool>;
+
+    /// The stored size of an object, `None` when absent.
+    fn size_of(&self, digest: &Digest) -> Result<Option<u64>>;
+
+    /// Stream an object to `dest`, re-hashing it on the way; refuses corrupt bytes with
+    /// `CoreError::Integrity` and leaves no partial output. Returns the bytes written.
+    fn export(
+        &self,
+        digest: &Digest,
+        dest: &Path,
+        overwrite: bool,
+        progress: &Progress,
+    ) -> Result<u64>;
+
+    /// Every object in the store, ordered by digest.
+    fn list(&self) -> Result<Vec<ObjectInfo>>;
+
+    /// Check the given objects; problems are collected, not raised.
+    fn verify(&self, expected: &[Expected], progress: &Progress) -> Result<VerifyReport>;
+
+    /// Check every object in the store and report strays.
+    fn verify_all(&self, progress: &Progress) -> Result<VerifyReport>;
+}

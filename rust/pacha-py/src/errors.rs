@@ -1,0 +1,82 @@
+//! The one mapping from core errors to Python exceptions. The match is exhaustive on
+//! purpose: a new `CoreError` variant does not compile until it is mapped here.
+//!
+//! The exception classes are defined in Python (`python/pacha/errors.py`), so that they can
+//! be imported, documented and subclassed without loading the native module.
+
+use std::io;
+use std::path::Path;
+
+use pacha_core::CoreError;
+use pyo3::exceptions::{
+    PyFileExistsError, PyFileNotFoundError, PyIsADirectoryError, PyNotADirectoryError, PyOSError,
+    PyPermissionError,
+};
+use pyo3::prelude::*;
+
+pyo3::import_exception!(pacha.errors, NotFoundError);
+pyo3::import_exception!(pacha.errors, IntegrityError);
+pyo3::import_exception!(pacha.errors, AlreadyExistsError);
+pyo3::import_exception!(pacha.errors, InvalidInputError);
+pyo3::import_exception!(pacha.errors, SourceChangedError);
+pyo3::import_exception!(pacha.errors, CancelledError);
+
+pub(crate) fn to_py(err: CoreError) -> PyErr {
+    let message = err.to_string();
+    match err {
+        CoreError::Io { path, source } => os_error(&path, &source),
+        CoreError::IsADirectory { path } => {
+            PyIsADirectoryError::new_err((libc_errno::EISDIR, "Is a directory", path_text(&path)))
+        }
+        CoreError::NotARegularFile { .. } | CoreError::InvalidDigest { .. } => {
+            InvalidInputError::new_err(message)
+        }
+        CoreError::ObjectNotFound { .. } => NotFoundError::new_err(message),
+        CoreError::Integrity {
+            expected,
+            actual,
+            path,
+        } => IntegrityError::new_err((
+            message,
+            expected.to_hex(),
+            actual.to_hex(),
+            path_text(&path),
+        )),
+        CoreError::SourceChanged { .. } => SourceChangedError::new_err(message),
+        CoreError::AlreadyExists { .. } => AlreadyExistsError::new_err(message),
+        CoreError::Cancelled => CancelledError::new_err(message),
+    }
+}
+
+/// Errno values used without a libc dependency in the binding.
+mod libc_errno {
+    pub const EISDIR: i32 = 21;
+}
+
+fn path_text(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// An `OSError` of the right subclass, with errno, message and file name, as Python's own
+/// `open()` would raise it.
+fn os_error(path: &Path, source: &io::Error) -> PyErr {
+    let filename = path_text(path);
+    let Some(errno) = source.raw_os_error() else {
+        return PyOSError::new_err(format!("{filename}: {source}"));
+    };
+    let text = source.to_string();
+    let strerror = text
+        .strip_suffix(&format!(" (os error {errno})"))
+        .unwrap_or(&text)
+        .to_string();
+    let args = (errno, strerror, filename);
+    match source.kind() {
+        io::ErrorKind::NotFound => PyFileNotFoundError::new_err(args),
+        io::ErrorKind::PermissionDenied => PyPermissionError::new_err(args),
+        io::ErrorKind::AlreadyExists => PyFileExistsError::new_err(args),
+        io::ErrorKind::IsADirectory => PyIsADirectoryError::new_err(args),
+        io::ErrorKind::NotADirectory => PyNotADirectoryError::new_err(args),
+        // OSError(errno, ...) picks the matching subclass itself for the remaining errnos.
+        _ => PyOSError::new_err(args),
+    }
+}

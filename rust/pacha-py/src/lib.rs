@@ -1,0 +1,29 @@
+//! `pacha._core`: the thin binding over `pacha-core`.
+//!
+//! This crate only converts types, maps errors and releases the GIL; every rule lives in the
+//! core. Nothing here is public API: `python/pacha/__init__.py` decides what users see.
+
+mod buffer;
+mod detach;
+mod errors;
+mod hashing;
+mod store;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("MMAP_THRESHOLD", pacha_core::hash::MMAP_THRESHOLD)?;
+    m.add("SMALL_OBJECT_MAX", pacha_core::store::SMALL_OBJECT_MAX)?;
+    m.add_function(wrap_pyfunction!(hashing::hash_file, m)?)?;
+    m.add_function(wrap_pyfunction!(hashing::hash_bytes, m)?)?;
+    m.add_class::<hashing::Hasher>()?;
+    m.add_class::<detach::Progress>()?;
+    m.add_class::<store::ObjectStore>()?;
+    m.add_class::<store::PutOutcome>()?;
+    m.add_class::<store::ObjectInfo>()?;
+    m.add_class::<store::Problem>()?;
+    m.add_class::<store::VerifyReport>()?;
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! The object store for Python: a handle over the core's `ObjectStore` trait and the plain
+//! result records it returns. Digests cross the boundary as 64-hex strings.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pacha_core::store::{self, Expected, LocalStore};
+use pacha_core::Digest;
+use pyo3::prelude::*;
+
+use crate::buffer::ContiguousBytes;
+use crate::detach::{progress_of, run_detached, Progress};
+use crate::errors::to_py;
+
+fn parse_digest(text: &str) -> PyResult<Digest> {
+    Digest::parse(text).map_err(to_py)
+}
+
+/// A content-addressed object store (today: a local directory).
+#[pyclass(frozen, module = "pacha._core")]
+#[derive(Debug)]
+pub struct ObjectStore(Arc<dyn store::ObjectStore>);
+
+#[pymethods]
+impl ObjectStore {
+    /// Open (creating if needed, mode 0700) the local object store rooted at `root`.
+    #[new]
+    fn new(py: Python<'_>, root: PathBuf) -> PyResult<Self> {
+        let local = py.detach(|| LocalStore::open(root)).map_err(to_py)?;
+        Ok(ObjectStore(Arc::new(local)))
+    }
+
+    /// Where the store lives.
+    #[getter]
+    fn location(&self) -> String {
+        self.0.location()
+    }
+
+    /// Ingest the regular file at `path` in one streaming pass; returns what was stored.
+    #[pyo3(signature = (path, progress = None))]
+    fn put_file(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        progress: Option<&Bound<'_, Progress>>,
+    ) -> PyResult<PutOutcome> {
+        let progress = progress_of(progress);
+        let store = Arc::clone(&self.0);
+        run_detached(py, &progress, move |p| store.put_file(&path, p)).map(PutOutcome::from)
+    }
+
+    /// Store a small in-memory object (a manifest or a card), not an artifact.
+    fn put_bytes(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<PutOutcome> {
+        let bytes = ContiguousBytes::get(data)?;
+        py.detach(|| self.0.put_bytes(bytes.as_slice()))
+            .map(PutOutcome::from)
+            .map_err(to_py)
+    }
+
+    fn contains(&self, py: Python<'_>, digest: &str) -> PyResult<bool> {
+        let digest = parse_digest(digest)?;
+        py.detach(|| self.0.contains(&digest)).map_err(to_py)
+    }
+
+    /// The stored size of an object, or None when it is absent.
+    fn size_of(&self, py: Python<'_>, digest: &str) -> PyResult<Option<u64>> {
+        let digest = parse_digest(digest)?;
+        py.detach(|| self.0.size_of(&digest)).map_err(to_py)
+    }
+
+    /// Stream an object to `dest`, re-hashing it; corrupt bytes raise `IntegrityError` and
+    /// leave no output. Returns the number of bytes written.
+    #[pyo3(signature = (digest, dest, overwrite = false, progress = None))]
+    fn export(
+        &self,
+        py: Python<'_>,
+        digest: &str,
+        dest: PathBuf,
+        overwrite: bool,
+        progress: Option<&Bound<'_, Progress>>,
+    ) -> PyResult<u64> {
+        let digest = parse_digest(digest)?;
+        let progress = progress_of(progress);
+        let store = Arc::clone(&self.0);
+        run_detached(py, &progress, move |p| {
+            store.export(&digest, &dest, overwrite, p)
+        })
+    }
+
+    /// Every object, ordered by digest.
+    fn list(&self, py: Python<'_>) -> PyResult<Vec<ObjectInfo>> {
+        let objects = py.detach(|| self.0.list()).map_err(to_py)?;
+        Ok(objects
+            .into_iter()
+            .map(|o| ObjectInfo {
+                digest: o.digest.to_hex(),
+                size: o.size,
+            })
+            .collect())
+    }
+
+    /// Check the given objects: `(digest, expected size or None)` pairs.
+    #[pyo3(signature = (expected, progress = None))]
+    fn verify(
+        &self,
+        py: Python<'_>,
+        expected: Vec<(String, Option<u64>)>,
+        progress: Option<&Bound<'_, Progress>>,
+    ) -> PyResult<VerifyReport> {
+        let expected = expected
+            .iter()
+            .map(|(digest, size)| {
+                Ok(Expected {
+                    digest: parse_digest(digest)?,
+                    size: *size,
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let progress = progress_of(progress);
+        let store = Arc::clone(&self.0);
+        run_detached(py, &progress, move |p| store.verify(&expected, p)).map(VerifyReport::from)
+    }
+
+    /// Check every object and report strays.
+    #[pyo3(signature = (progress = None))]
+    fn verify_all(
+        &self,
+        py: Python<'_>,
+        progress: Option<&Bound<'_, Progress>>,
+    ) -> PyResult<VerifyReport> {
+        let progress = progress_of(progress);
+        let store = Arc::clone(&self.0);
+        run_detached(py, &progress, move |p| store.verify_all(p)).map(VerifyReport::from)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ObjectStore({:?})", self.0.location())
+    }
+}
+
+/// What `put_file`/`put_bytes` stored.
+#[pyclass(frozen, get_all, skip_from_py_object, module = "pacha._core")]
+#[derive(Debug, Clone)]
+pub struct PutOutcome {
+    pub digest: String,
+    pub size: u64,
+    /// False when the bytes were already present and nothing was written.
+    pub written: bool,
+}
+
+impl From<store::PutOutcome> for PutOutcome {
+    fn from(o: store::PutOutcome) -> Self {
+        PutOutcome {
+            digest: o.digest.to_hex(),
+            size: o.size,
+            written: o.written,
+        }
+    }
+}
+
+#[pymethods]
+impl PutOutcome {
+    fn __repr__(&self) -> String {
+        format!(
+            "PutOutcome(digest={:?}, size={}, written={})",
+            self.digest,
+            self.size,
+            if self.written { "True" } else { "False" }
+        )
+    }
+}
+
+/// One object as listed by the store.
+#[pyclass(frozen, get_all, skip_from_py_object, module = "pacha._core")]
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    pub digest: String,
+    pub size: u64,
+}
+
+#[pymethods]
+impl ObjectInfo {
+    fn __repr__(&self) -> String {
+        format!("ObjectInfo(digest={:?}, size={})", self.digest, self.size)
+    }
+}
+
+/// One problem found by `verify`: `kind` is "corrupt", "truncated", "missing" or "stray".
+#[pyclass(frozen, get_all, skip_from_py_object, module = "pacha._core")]
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub kind: String,
+    pub digest: Option<String>,
+    pub path: String,
+    pub detail: String,
+}
+
+#[pymethods]
+impl Problem {
+    fn __repr__(&self) -> String {
+        format!(
+            "Problem(kind={:?}, digest={:?}, path={:?}, detail={:?})",
+            self.kind, self.digest, self.path, self.detail
+        )
+    }
+}
+
+/// Everything `verify` found.
+#[pyclass(frozen, get_all, skip_from_py_object, module = "pacha._core")]
+#[derive(Debug, Clone)]
+pub struct VerifyReport {
+    pub checked: u64,
+    pub bytes: u64,
+    pub problems: Vec<Problem>,
+}
+
+impl From<store::VerifyReport> for VerifyReport {
+    fn from(r: store::VerifyReport) -> Self {
+        VerifyReport {
+            checked: r.checked,
+            bytes: r.bytes,
+            problems: r
+                .problems
+                .into_iter()
+                .map(|p| Problem {
+                    kind: p.kind.as_str().to_string(),
+                    digest: p.digest.map(|d| d.to_hex()),
+                    path: p.path.display().to_string(),
+                    detail: p.detail,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[pymethods]
+impl VerifyReport {
+    /// True when no problem was found.
+    #[getter]
+    fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "VerifyReport(checked={}, bytes={}, problems={})",
+            self.checked,
+            self.bytes,
+            self.problems.len()
+        )
+    }
+}
