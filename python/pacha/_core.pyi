@@ -1,12 +1,28 @@
 # Stubs for the native module built from rust/pacha-py. Checked against the compiled module
 # by tests/test_stubs.py (mypy.stubtest): change both together.
 
+import builtins
 import os
 from typing import Optional, Union, final
 
 from typing_extensions import Buffer
 
 _Path = Union[str, os.PathLike[str]]
+
+__all__ = [
+    "MMAP_THRESHOLD",
+    "SMALL_OBJECT_MAX",
+    "Hasher",
+    "ObjectInfo",
+    "ObjectStore",
+    "Problem",
+    "Progress",
+    "PutOutcome",
+    "VerifyReport",
+    "__version__",
+    "hash_bytes",
+    "hash_file",
+]
 
 __version__: str
 MMAP_THRESHOLD: int
@@ -101,8 +117,10 @@ class ObjectStore:
         overwrite: bool = False,
         progress: Optional[Progress] = None,
     ) -> int: ...
-    def list(self) -> list[ObjectInfo]: ...
+    def list(self) -> builtins.list[ObjectInfo]: ...
     def verify(
-        self, expected: list[tuple[str, Optional[int]]], progress: Optional[Progress] = None
+        self,
+        expected: builtins.list[tuple[str, Optional[int]]],
+        progress: Optional[Progress] = None,
     ) -> VerifyReport: ...
     def verify_all(self, progress: Optional[Progress] = None) -> VerifyReport: ...

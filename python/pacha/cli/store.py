@@ -181,7 +181,5 @@ def _print_report(report: VerifyReport) -> None:
     for p in report.problems:
         table.add_row(p.kind, p.digest or p.path, p.detail)
     stdout_console().print(table, soft_wrap=True)
-    stderr_console().print(
-        f"{summary}: {len(report.problems)} problem(s) found", highlight=False
-    )
+    stderr_console().print(f"{summary}: {len(report.problems)} problem(s) found", highlight=False)
     sys.stdout.flush()
