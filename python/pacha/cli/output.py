@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 def stdout_console() -> Console:
     from rich.console import Console
 
-    return Console()
+    # Piped output keeps whole digests and paths on one line instead of an 80-column layout.
+    return Console(width=None if sys.stdout.isatty() else 10_000)
 
 
 def stderr_console() -> Console:
