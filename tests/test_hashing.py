@@ -47,14 +47,14 @@ def test_every_length_and_power_of_two_boundary_matches_reference() -> None:
     [
         0,
         1,
-        _core.MMAP_THRESHOLD - 1,
-        _core.MMAP_THRESHOLD,
-        _core.MMAP_THRESHOLD + 1,
-        3 * _core.MMAP_THRESHOLD + 12345,
+        _core.PARALLEL_THRESHOLD - 1,
+        _core.PARALLEL_THRESHOLD,
+        _core.PARALLEL_THRESHOLD + 1,
+        3 * _core.PARALLEL_THRESHOLD + 12345,
         (64 << 20) + 7,
     ],
 )
-def test_hash_file_on_both_sides_of_the_mmap_threshold(tmp_path: Path, size: int) -> None:
+def test_hash_file_on_both_sides_of_the_parallel_threshold(tmp_path: Path, size: int) -> None:
     path = write_pattern(tmp_path / "f", size, seed=size)
     expected = blake3.blake3(path.read_bytes()).hexdigest()
     assert pacha.hash_file(path) == expected

@@ -229,3 +229,33 @@ def test_cancelling_from_another_thread_leaves_nothing(
     canceller.join()
     assert store.list() == []
     assert temp_files(store) == []
+
+
+@pytest.mark.parametrize("change", ["append", "rewrite_in_place"])
+def test_a_file_that_changes_while_ingested_is_refused(
+    store: pacha.ObjectStore, tmp_path: Path, change: str
+) -> None:
+    src = write_pattern(tmp_path / "growing", 384 << 20, seed=10)
+    progress = pacha.Progress()
+
+    def modify_mid_read() -> None:
+        while progress.done == 0:
+            pass
+        if change == "append":
+            with open(src, "ab") as f:
+                f.write(b"late bytes")
+        else:
+            with open(src, "r+b") as f:
+                f.seek(1000)
+                f.write(b"changed")
+            # Make sure the modification time moves even on coarse-timestamp filesystems.
+            st = src.stat()
+            os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+    modifier = threading.Thread(target=modify_mid_read)
+    modifier.start()
+    with pytest.raises(pacha.SourceChangedError, match="changed while it was being read"):
+        store.put_file(src, progress)
+    modifier.join()
+    assert store.list() == []
+    assert temp_files(store) == []

@@ -1,5 +1,5 @@
 # Stubs for the native module built from rust/pacha-py. Checked against the compiled module
-# by tests/test_stubs.py (mypy.stubtest): change both together.
+# by tests/test_api.py (mypy.stubtest): change both together.
 
 import builtins
 import os
@@ -10,7 +10,7 @@ from typing_extensions import Buffer
 _Path = Union[str, os.PathLike[str]]
 
 __all__ = [
-    "MMAP_THRESHOLD",
+    "PARALLEL_THRESHOLD",
     "SMALL_OBJECT_MAX",
     "Hasher",
     "ObjectInfo",
@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 __version__: str
-MMAP_THRESHOLD: int
+PARALLEL_THRESHOLD: int
 SMALL_OBJECT_MAX: int
 
 def hash_file(path: _Path, progress: Optional[Progress] = None) -> str:
@@ -79,6 +79,8 @@ class ObjectInfo:
 
 @final
 class Problem:
+    """One problem found by verify: kind is corrupt, truncated, missing, unreadable or stray."""
+
     @property
     def kind(self) -> str: ...
     @property

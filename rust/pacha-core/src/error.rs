@@ -25,7 +25,7 @@ pub enum CoreError {
     #[error("{}: is a {kind}, not a regular file; pacha stores regular files", path.display())]
     NotARegularFile { path: PathBuf, kind: &'static str },
 
-    #[error("object {digest} is not in the store")]
+    #[error("object {digest} is not in the store; `pacha store list` shows what is")]
     ObjectNotFound { digest: Digest },
 
     #[error(

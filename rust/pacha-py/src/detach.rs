@@ -63,45 +63,58 @@ pub(crate) fn progress_of(progress: Option<&Bound<'_, Progress>>) -> Arc<pacha_c
 }
 
 /// Run `work` without the GIL on a worker thread, honouring Ctrl-C (see the module docs).
+///
+/// On the first Ctrl-C the work is cancelled and awaited, so that it removes its temp files.
+/// Work blocked in the kernel (opening a FIFO that no one writes to) cannot notice; a second
+/// Ctrl-C then returns at once and leaves the worker behind, to finish or die with the process.
 pub(crate) fn run_detached<T, F>(
     py: Python<'_>,
-    progress: &pacha_core::Progress,
+    progress: Arc<pacha_core::Progress>,
     work: F,
 ) -> PyResult<T>
 where
-    T: Send,
-    F: FnOnce(&pacha_core::Progress) -> Result<T, CoreError> + Send,
+    T: Send + 'static,
+    F: FnOnce(&pacha_core::Progress) -> Result<T, CoreError> + Send + 'static,
 {
-    std::thread::scope(|scope| {
-        let (done_tx, done_rx) = mpsc::sync_channel(1);
-        scope.spawn(move || {
-            // The receiver outlives the scope's threads; a failed send cannot happen.
-            let _ = done_tx.send(work(progress));
+    let (done_tx, done_rx) = mpsc::sync_channel(1);
+    let worker_progress = Arc::clone(&progress);
+    std::thread::Builder::new()
+        .name("pacha-worker".into())
+        .spawn(move || {
+            // If the caller gave up waiting, nobody wants the result.
+            let _ = done_tx.send(work(&worker_progress));
+        })
+        .map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("cannot start a thread: {e}")))?;
+    let mut interrupt: Option<PyErr> = None;
+    let mut done_rx = done_rx;
+    loop {
+        // The receiver is not `Sync`, so it moves into the detached closure and back.
+        let (waited, rx) = py.detach(move || {
+            let waited = done_rx.recv_timeout(SIGNAL_CHECK_INTERVAL);
+            (waited, done_rx)
         });
-        let mut done_rx = done_rx;
-        loop {
-            // The receiver is not `Sync`, so it moves into the detached closure and back.
-            let (waited, rx) = py.detach(move || {
-                let waited = done_rx.recv_timeout(SIGNAL_CHECK_INTERVAL);
-                (waited, done_rx)
-            });
-            done_rx = rx;
-            match waited {
-                Ok(result) => return result.map_err(to_py),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Err(interrupt) = py.check_signals() {
-                        progress.cancel();
-                        // Let the worker notice, clean up and finish before we unwind.
-                        let _ = py.detach(move || done_rx.recv());
-                        return Err(interrupt);
+        done_rx = rx;
+        match waited {
+            Ok(result) => {
+                return match interrupt {
+                    Some(interrupt) => Err(interrupt),
+                    None => result.map_err(to_py),
+                };
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(signal) = py.check_signals() {
+                    if interrupt.is_some() {
+                        return Err(signal);
                     }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(pyo3::exceptions::PySystemError::new_err(
-                        "pacha worker thread died without a result",
-                    ));
+                    progress.cancel();
+                    interrupt = Some(signal);
                 }
             }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(pyo3::exceptions::PySystemError::new_err(
+                    "pacha worker thread died without a result",
+                ));
+            }
         }
-    })
+    }
 }

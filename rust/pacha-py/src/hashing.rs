@@ -1,7 +1,7 @@
 //! BLAKE3 for Python: functions over paths and buffers, and a hashlib-style `Hasher`.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use pacha_core::hash;
 use pyo3::prelude::*;
@@ -9,9 +9,6 @@ use pyo3::types::PyBytes;
 
 use crate::buffer::ContiguousBytes;
 use crate::detach::{progress_of, run_detached, Progress};
-
-/// Buffers smaller than this are hashed without releasing the GIL: releasing costs more.
-const DETACH_MIN: usize = 2048;
 
 /// BLAKE3-256 of the file at `path` as 64 hex characters, identical to `b3sum`.
 #[pyfunction]
@@ -21,37 +18,43 @@ pub fn hash_file(
     path: PathBuf,
     progress: Option<&Bound<'_, Progress>>,
 ) -> PyResult<String> {
-    let progress = progress_of(progress);
-    run_detached(py, &progress, |p| hash::hash_file(&path, p)).map(|d| d.to_hex())
+    run_detached(py, progress_of(progress), move |p| {
+        hash::hash_file(&path, p)
+    })
+    .map(|d| d.to_hex())
 }
 
 /// BLAKE3-256 of any C-contiguous buffer (bytes, bytearray, memoryview, numpy), no copy.
 #[pyfunction]
 pub fn hash_bytes(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<String> {
     let bytes = ContiguousBytes::get(data)?;
-    let digest = if bytes.as_slice().len() < DETACH_MIN {
-        hash::hash_slice(bytes.as_slice())
-    } else {
-        py.detach(|| hash::hash_slice(bytes.as_slice()))
-    };
-    Ok(digest.to_hex())
+    Ok(py.detach(|| hash::hash_slice(bytes.as_slice())).to_hex())
 }
 
 /// An incremental BLAKE3 hasher with the hashlib interface.
 ///
 /// Frozen with an inner lock, so that releasing the GIL during `update` can never produce
-/// "already borrowed" errors when several threads share one hasher.
+/// "already borrowed" errors when several threads share one hasher. The lock is only ever
+/// waited for with the GIL released, so a long `update_file` in one thread never freezes the
+/// others.
 #[pyclass(frozen, module = "pacha._core")]
 #[derive(Debug)]
-pub struct Hasher(Mutex<hash::Hasher>);
+pub struct Hasher(Arc<Mutex<hash::Hasher>>);
+
+fn lock(state: &Mutex<hash::Hasher>) -> MutexGuard<'_, hash::Hasher> {
+    // A panic while the lock was held cannot leave the state worse than the panic itself did.
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 impl Hasher {
-    fn lock(&self) -> std::sync::MutexGuard<'_, hash::Hasher> {
-        // A panic while holding the lock cannot leave the hasher half-updated in a way that
-        // matters more than the panic itself; keep serving.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn with_state<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut hash::Hasher) -> R + Send,
+    ) -> R {
+        py.detach(|| f(&mut lock(&self.0)))
     }
 }
 
@@ -60,7 +63,7 @@ impl Hasher {
     #[new]
     #[pyo3(signature = (data = None))]
     fn new(py: Python<'_>, data: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
-        let hasher = Hasher(Mutex::new(hash::Hasher::new()));
+        let hasher = Hasher(Arc::new(Mutex::new(hash::Hasher::new())));
         if let Some(data) = data {
             hasher.update(py, data)?;
         }
@@ -85,12 +88,7 @@ impl Hasher {
     /// Add the bytes of any C-contiguous buffer.
     fn update(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let bytes = ContiguousBytes::get(data)?;
-        let slice = bytes.as_slice();
-        if slice.len() < DETACH_MIN {
-            self.lock().update(slice);
-        } else {
-            py.detach(|| hash::update_slice(&mut self.lock(), slice));
-        }
+        self.with_state(py, |state| hash::update_slice(state, bytes.as_slice()));
         Ok(())
     }
 
@@ -102,33 +100,38 @@ impl Hasher {
         path: PathBuf,
         progress: Option<&Bound<'_, Progress>>,
     ) -> PyResult<()> {
-        let progress = progress_of(progress);
-        // Hash into a copy and commit only on success, so a failed read leaves the hasher as
-        // it was.
-        let mut scratch = self.lock().clone();
-        let scratch = run_detached(py, &progress, move |p| {
-            hash::update_from_file(&mut scratch, &path, p).map(|()| scratch)
-        })?;
-        *self.lock() = scratch;
-        Ok(())
+        let state = Arc::clone(&self.0);
+        // The lock is held for the whole read, so no concurrent update can slip in between;
+        // the file is hashed into a copy that replaces the state only on success, so a failed
+        // read leaves the hasher as it was.
+        run_detached(py, progress_of(progress), move |p| {
+            let mut state = lock(&state);
+            let mut scratch = state.clone();
+            hash::update_from_file(&mut scratch, &path, p)?;
+            *state = scratch;
+            Ok(())
+        })
     }
 
     /// The 32-byte digest of everything added so far.
     fn digest<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, self.lock().finalize().as_bytes())
+        let digest = self.with_state(py, |state| state.finalize());
+        PyBytes::new(py, digest.as_bytes())
     }
 
     /// The digest as 64 lowercase hex characters.
-    fn hexdigest(&self) -> String {
-        self.lock().finalize().to_hex().to_string()
+    fn hexdigest(&self, py: Python<'_>) -> String {
+        self.with_state(py, |state| state.finalize().to_hex().to_string())
     }
 
     /// An independent hasher with the same state.
-    fn copy(&self) -> Self {
-        Hasher(Mutex::new(self.lock().clone()))
+    fn copy(&self, py: Python<'_>) -> Self {
+        let state = self.with_state(py, |state| state.clone());
+        Hasher(Arc::new(Mutex::new(state)))
     }
 
-    fn __repr__(&self) -> String {
-        format!("<pacha.Hasher blake3, {} bytes>", self.lock().count())
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let count = self.with_state(py, |state| state.count());
+        format!("<pacha.Hasher blake3, {count} bytes>")
     }
 }

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("MMAP_THRESHOLD", pacha_core::hash::MMAP_THRESHOLD)?;
+    m.add("PARALLEL_THRESHOLD", pacha_core::hash::PARALLEL_THRESHOLD)?;
     m.add("SMALL_OBJECT_MAX", pacha_core::store::SMALL_OBJECT_MAX)?;
     m.add_function(wrap_pyfunction!(hashing::hash_file, m)?)?;
     m.add_function(wrap_pyfunction!(hashing::hash_bytes, m)?)?;

@@ -44,9 +44,9 @@ impl ObjectStore {
         path: PathBuf,
         progress: Option<&Bound<'_, Progress>>,
     ) -> PyResult<PutOutcome> {
-        let progress = progress_of(progress);
         let store = Arc::clone(&self.0);
-        run_detached(py, &progress, move |p| store.put_file(&path, p)).map(PutOutcome::from)
+        run_detached(py, progress_of(progress), move |p| store.put_file(&path, p))
+            .map(PutOutcome::from)
     }
 
     /// Store a small in-memory object (a manifest or a card), not an artifact.
@@ -80,9 +80,8 @@ impl ObjectStore {
         progress: Option<&Bound<'_, Progress>>,
     ) -> PyResult<u64> {
         let digest = parse_digest(digest)?;
-        let progress = progress_of(progress);
         let store = Arc::clone(&self.0);
-        run_detached(py, &progress, move |p| {
+        run_detached(py, progress_of(progress), move |p| {
             store.export(&digest, &dest, overwrite, p)
         })
     }
@@ -116,9 +115,11 @@ impl ObjectStore {
                 })
             })
             .collect::<PyResult<Vec<_>>>()?;
-        let progress = progress_of(progress);
         let store = Arc::clone(&self.0);
-        run_detached(py, &progress, move |p| store.verify(&expected, p)).map(VerifyReport::from)
+        run_detached(py, progress_of(progress), move |p| {
+            store.verify(&expected, p)
+        })
+        .map(VerifyReport::from)
     }
 
     /// Check every object and report strays.
@@ -128,9 +129,9 @@ impl ObjectStore {
         py: Python<'_>,
         progress: Option<&Bound<'_, Progress>>,
     ) -> PyResult<VerifyReport> {
-        let progress = progress_of(progress);
         let store = Arc::clone(&self.0);
-        run_detached(py, &progress, move |p| store.verify_all(p)).map(VerifyReport::from)
+        run_detached(py, progress_of(progress), move |p| store.verify_all(p))
+            .map(VerifyReport::from)
     }
 
     fn __repr__(&self) -> String {
@@ -185,7 +186,8 @@ impl ObjectInfo {
     }
 }
 
-/// One problem found by `verify`: `kind` is "corrupt", "truncated", "missing" or "stray".
+/// One problem found by `verify`: `kind` is "corrupt", "truncated", "missing", "unreadable"
+/// or "stray".
 #[pyclass(frozen, get_all, skip_from_py_object, module = "pacha._core")]
 #[derive(Debug, Clone)]
 pub struct Problem {

@@ -1,4 +1,4 @@
-//! The loops that move artifact bytes through bounded buffers.
+//! The loop that moves artifact bytes through bounded buffers.
 //!
 //! Hand-written pipelines rather than `io::copy`: the whole point of single-pass ingest is
 //! that reading + hashing (one core) overlaps with writing (the other), which brings a
@@ -6,12 +6,12 @@
 //! `PIPELINE_DEPTH` buffers of `CHUNK` bytes.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::Path;
 use std::sync::mpsc;
 
-use crate::hash;
-use crate::{CoreError, Digest, Progress, Result};
+use crate::hash::read_full;
+use crate::{CoreError, Progress, Result};
 
 /// Bytes per pipeline buffer.
 const CHUNK: usize = 1 << 20;
@@ -40,20 +40,6 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
-
-/// Fill `buf` as far as the reader allows; returns the bytes read (0 at end of input).
-fn read_full(src: &mut File, src_path: &Path, buf: &mut [u8]) -> Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match src.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(CoreError::io(src_path, e)),
-        }
-    }
-    Ok(filled)
-}
 
 /// Copy `src` to `dst`, feeding every byte to `hasher` on the way. This thread reads and
 /// hashes; a second thread writes. Returns the number of bytes copied.
@@ -119,52 +105,13 @@ pub(crate) fn copy_hashing(
     })
 }
 
-/// Hash a file through bounded buffers: one thread reads ahead while this one hashes on all
-/// cores. The file is read, not mapped, because it belongs to the user and may be truncated
-/// under us, which would turn a mapping into SIGBUS.
-pub(crate) fn hash_reading(src: &mut File, src_path: &Path, progress: &Progress) -> Result<Digest> {
-    const BIG_CHUNK: usize = 4 * CHUNK;
-    let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(2);
-    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
-    for _ in 0..3 {
-        let _ = empty_tx.send(vec![0u8; BIG_CHUNK]);
-    }
-    std::thread::scope(|scope| {
-        let reader = scope.spawn(move || -> Result<()> {
-            while let Ok(mut buf) = empty_rx.recv() {
-                progress.check()?;
-                let n = read_full(src, src_path, &mut buf)?;
-                if n == 0 || full_tx.send((buf, n)).is_err() {
-                    break;
-                }
-            }
-            Ok(())
-        });
-        let mut hasher = blake3::Hasher::new();
-        for (buf, n) in full_rx {
-            hash::update_slice(&mut hasher, &buf[..n]);
-            progress.advance(n as u64);
-            // After end of input the reader is gone while chunks may still be queued here:
-            // a failed hand-back must not stop the hashing.
-            let _ = empty_tx.send(buf);
-        }
-        drop(empty_tx);
-        reader.join().unwrap_or_else(|_| {
-            Err(CoreError::io(
-                src_path,
-                io::Error::other("reader thread panicked"),
-            ))
-        })?;
-        Ok(hasher.finalize().into())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{hash, Digest};
 
     #[test]
-    fn pipelines_agree_with_the_one_shot_hash() {
+    fn copy_pipeline_agrees_with_the_one_shot_hash() {
         let dir = tempfile::tempdir().expect("tempdir");
         let data: Vec<u8> = (0..(37 * CHUNK + 12345))
             .map(|i| (i * 7 % 253) as u8)
@@ -175,11 +122,9 @@ mod tests {
             .expect("write");
         let expected = hash::hash_slice(&data);
 
-        let mut src = File::open(&path).expect("open");
-        assert_eq!(
-            hash_reading(&mut src, &path, &Progress::new()).expect("hash"),
-            expected
-        );
+        let progress = Progress::new();
+        assert_eq!(hash::hash_file(&path, &progress).expect("hash"), expected);
+        assert_eq!(progress.done(), data.len() as u64);
 
         let mut src = File::open(&path).expect("open");
         let dst_path = dir.path().join("dst");

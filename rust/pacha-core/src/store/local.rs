@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use rayon::prelude::*;
 use tempfile::NamedTempFile;
 
-use super::copy::{copy_hashing, hash_reading};
+use super::copy::copy_hashing;
 use super::{Expected, ObjectInfo, ObjectStore, Problem, ProblemKind, PutOutcome, VerifyReport};
 use crate::error::IoContext;
 use crate::fsutil::{ensure_dir, open_regular, sync_dir};
@@ -21,6 +21,7 @@ pub const SMALL_OBJECT_MAX: u64 = 1 << 20;
 
 const TMP_DIR: &str = "tmp";
 const SIZES_DIR: &str = "sizes";
+const DAMAGED_DIR: &str = "damaged";
 
 /// The object store rooted at a local directory (`<registry>/objects`).
 #[derive(Debug, Clone)]
@@ -28,6 +29,7 @@ pub struct LocalStore {
     root: PathBuf,
     tmp: PathBuf,
     sizes: PathBuf,
+    damaged: PathBuf,
 }
 
 impl LocalStore {
@@ -42,10 +44,12 @@ impl LocalStore {
         let store = LocalStore {
             tmp: root.join(TMP_DIR),
             sizes: root.join(SIZES_DIR),
+            damaged: root.join(DAMAGED_DIR),
             root,
         };
         ensure_dir(&store.tmp)?;
         ensure_dir(&store.sizes)?;
+        ensure_dir(&store.damaged)?;
         Ok(store)
     }
 
@@ -58,10 +62,55 @@ impl LocalStore {
         self.root.join(digest.shard()).join(digest.to_hex())
     }
 
-    /// Present with exactly `size` bytes. A truncated object is not "present", so ingesting the
-    /// same bytes again replaces it.
-    fn has_with_size(&self, digest: &Digest, size: u64) -> Result<bool> {
-        Ok(self.size_of(digest)? == Some(size))
+    /// Whether ingesting `digest` can skip writing: the object exists with exactly `size`
+    /// bytes and has not been found damaged. A truncated or damaged object is not "present",
+    /// so ingesting the same bytes again replaces it. Success is reported only once the
+    /// object's directory entries are durable (another process may have renamed it into place
+    /// and died before its fsync).
+    fn is_present(&self, digest: &Digest, size: u64) -> Result<bool> {
+        if self.size_of(digest)? != Some(size) || self.damaged_marker(digest).exists() {
+            return Ok(false);
+        }
+        sync_dir(&self.root.join(digest.shard()))?;
+        sync_dir(&self.root)?;
+        Ok(true)
+    }
+
+    /// Whether the stored object's bytes are exactly `data` (compared in bounded chunks).
+    fn holds_bytes(&self, digest: &Digest, data: &[u8]) -> Result<bool> {
+        let path = self.object_path(digest);
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(CoreError::io(&path, e)),
+        };
+        let mut buf = vec![0u8; hash::STREAM_BUFFER];
+        let mut offset = 0usize;
+        loop {
+            let n = hash::read_full(&mut file, &path, &mut buf)?;
+            if n == 0 {
+                return Ok(offset == data.len());
+            }
+            match data.get(offset..offset + n) {
+                Some(expected) if expected == &buf[..n] => offset += n,
+                _ => return Ok(false),
+            }
+        }
+    }
+
+    fn damaged_marker(&self, digest: &Digest) -> PathBuf {
+        self.damaged.join(digest.to_hex())
+    }
+
+    /// Remember that `digest`'s bytes were found damaged, so that the next ingest of the same
+    /// content rewrites it instead of trusting it. A hint only: losing it costs a repair
+    /// opportunity, and a stale one costs one rewrite.
+    fn mark_damaged(&self, digest: &Digest) {
+        let _ = File::create(self.damaged_marker(digest));
+    }
+
+    fn clear_damaged(&self, digest: &Digest) {
+        let _ = fs::remove_file(self.damaged_marker(digest));
     }
 
     fn new_temp(&self) -> Result<NamedTempFile> {
@@ -86,7 +135,10 @@ impl LocalStore {
         let dest = shard.join(digest.to_hex());
         tmp.persist(&dest)
             .map_err(|e| CoreError::io(&dest, e.error))?;
-        sync_dir(&shard)
+        sync_dir(&shard)?;
+        // The fresh bytes replaced whatever was there, damaged or not.
+        self.clear_damaged(digest);
+        Ok(())
     }
 
     /// Leave a hint that an object of `size` bytes exists (see "size markers" in the spec).
@@ -130,7 +182,9 @@ impl LocalStore {
     fn put_slice(&self, data: &[u8]) -> Result<PutOutcome> {
         let digest = hash::hash_slice(data);
         let size = data.len() as u64;
-        if self.has_with_size(&digest, size)? {
+        // Small objects are cheap to compare, so an existing copy is trusted only if its bytes
+        // really are `data`: undetected damage is repaired here too.
+        if self.is_present(&digest, size)? && self.holds_bytes(&digest, data)? {
             return Ok(PutOutcome {
                 digest,
                 size,
@@ -158,8 +212,10 @@ impl LocalStore {
         // When an object of this exact size may exist, hashing first lets a duplicate cost one
         // read and no write. Otherwise copy and hash in one pass.
         let prehashed = if self.size_marked(size) {
-            let digest = hash_reading(&mut file, source, progress)?;
-            if self.has_with_size(&digest, size)? {
+            let mut hasher = hash::Hasher::new();
+            hash::update_read_ahead(&mut hasher, &mut file, source, progress)?;
+            let digest: Digest = hasher.finalize().into();
+            if self.is_present(&digest, size)? {
                 ensure_unchanged(&file, source, meta, size)?;
                 return Ok(PutOutcome {
                     digest,
@@ -195,14 +251,9 @@ impl LocalStore {
                 });
             }
         }
-        if self.has_with_size(&digest, size)? {
-            // Another writer stored it meanwhile, or no size marker existed; drop our copy.
-            return Ok(PutOutcome {
-                digest,
-                size,
-                written: false,
-            });
-        }
+        // The object may exist already (no size marker, or another writer was faster). Our copy
+        // is verified and fully written, so it replaces the existing file rather than trusting
+        // it: that repairs a damaged object at no extra read.
         self.commit(tmp, &digest)?;
         self.mark_size(size);
         Ok(PutOutcome {
@@ -228,7 +279,7 @@ impl LocalStore {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             let file_type = entry.file_type().at(&path)?;
-            if name == TMP_DIR || name == SIZES_DIR {
+            if name == TMP_DIR || name == SIZES_DIR || name == DAMAGED_DIR {
                 continue;
             }
             if !(file_type.is_dir() && is_shard_name(&name)) {
@@ -263,7 +314,10 @@ impl LocalStore {
         Ok((objects, strays))
     }
 
-    /// Hash one object and compare with its address and expected size.
+    /// Hash one object and compare it with its address and expected size. Problems are
+    /// returned, not raised, so that `verify` keeps going; only cancellation is an error.
+    /// Damaged objects are marked so that the next ingest of the same bytes repairs them;
+    /// intact ones lose a stale mark.
     fn check_object(
         &self,
         digest: &Digest,
@@ -279,49 +333,58 @@ impl LocalStore {
                 detail,
             }))
         };
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(meta) => meta,
+        let damaged = |kind, detail: String| {
+            self.mark_damaged(digest);
+            problem(kind, detail)
+        };
+        let file = match File::open(&path) {
+            Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return problem(
                     ProblemKind::Missing,
                     "the object file does not exist".into(),
                 );
             }
-            Err(e) => return Err(CoreError::io(&path, e)),
+            Err(e) => return problem(ProblemKind::Unreadable, e.to_string()),
+        };
+        let meta = match file.metadata() {
+            Ok(meta) => meta,
+            Err(e) => return problem(ProblemKind::Unreadable, e.to_string()),
         };
         if !meta.is_file() {
-            return problem(
+            return damaged(
                 ProblemKind::Corrupt,
                 "the object is not a regular file".into(),
             );
         }
         if let Some(size) = expected_size {
             if meta.len() < size {
-                return problem(
+                return damaged(
                     ProblemKind::Truncated,
                     format!("{} bytes, expected {size}", meta.len()),
                 );
             }
             if meta.len() != size {
-                return problem(
+                return damaged(
                     ProblemKind::Corrupt,
                     format!("{} bytes, expected {size}", meta.len()),
                 );
             }
         }
-        let actual = match hash::hash_file(&path, progress) {
-            Ok(actual) => actual,
-            Err(CoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return problem(
-                    ProblemKind::Missing,
-                    "the object file vanished while being checked".into(),
-                );
+        let mut hasher = hash::Hasher::new();
+        match hash::update_from_open_file(&mut hasher, file, &meta, &path, progress) {
+            Ok(_) => {}
+            Err(CoreError::Cancelled) => return Err(CoreError::Cancelled),
+            Err(CoreError::Io { source, .. }) => {
+                return problem(ProblemKind::Unreadable, source.to_string())
             }
-            Err(e) => return Err(e),
-        };
-        if actual != *digest {
-            return problem(ProblemKind::Corrupt, format!("its bytes hash to {actual}"));
+            Err(e) => return problem(ProblemKind::Unreadable, e.to_string()),
         }
+        let actual: Digest = hasher.finalize().into();
+        if actual != *digest {
+            return damaged(ProblemKind::Corrupt, format!("its bytes hash to {actual}"));
+        }
+        self.clear_damaged(digest);
         Ok(None)
     }
 }
@@ -407,6 +470,7 @@ impl ObjectStore for LocalStore {
         let actual: Digest = hasher.finalize().into();
         if actual != *digest {
             // Dropping `tmp` deletes the partial output.
+            self.mark_damaged(digest);
             return Err(CoreError::Integrity {
                 expected: *digest,
                 actual,
@@ -435,15 +499,15 @@ impl ObjectStore for LocalStore {
     }
 
     fn verify(&self, expected: &[Expected], progress: &Progress) -> Result<VerifyReport> {
-        for e in expected {
-            progress.add_total(self.size_of(&e.digest)?.unwrap_or(0));
-        }
+        let sizes: Vec<u64> = expected
+            .iter()
+            .map(|e| self.size_of(&e.digest).ok().flatten().unwrap_or(0))
+            .collect();
+        progress.add_total(sizes.iter().sum());
         let results: Vec<Result<(u64, Option<Problem>)>> = expected
             .par_iter()
-            .map(|e| {
-                let bytes = self.size_of(&e.digest)?.unwrap_or(0);
-                Ok((bytes, self.check_object(&e.digest, e.size, progress)?))
-            })
+            .zip(sizes.par_iter())
+            .map(|(e, &bytes)| Ok((bytes, self.check_object(&e.digest, e.size, progress)?)))
             .collect();
         collect_report(results, Vec::new())
     }

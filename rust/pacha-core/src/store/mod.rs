@@ -48,6 +48,8 @@ pub enum ProblemKind {
     Missing,
     /// A file under the store's root that is not a well-formed object.
     Stray,
+    /// The object could not be read (an I/O error such as EIO or EACCES).
+    Unreadable,
 }
 
 impl ProblemKind {
@@ -57,6 +59,7 @@ impl ProblemKind {
             ProblemKind::Truncated => "truncated",
             ProblemKind::Missing => "missing",
             ProblemKind::Stray => "stray",
+            ProblemKind::Unreadable => "unreadable",
         }
     }
 }
@@ -106,7 +109,7 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Store a small in-memory object (a manifest, a card). Not for artifacts.
     fn put_bytes(&self, data: &[u8]) -> Result<PutOutcome>;
 
-    /// True when an intact-looking object (right name, regular file) is present.
+    /// True when an object file with this address exists (its bytes are not checked).
     fn contains(&self, digest: &Digest) -> Result<bool>;
 
     /// The stored size of an object, `None` when absent.

@@ -287,3 +287,107 @@ fn cancelled_ingest_leaves_no_temp_file() {
     assert!(tmp_is_empty(&store));
     assert!(store.list().expect("list").is_empty());
 }
+
+fn flip_a_byte(path: &Path) {
+    corrupt(path, |p| {
+        let mut bytes = fs::read(p).expect("read");
+        bytes[10] ^= 0x80;
+        fs::write(p, bytes).expect("write");
+    });
+}
+
+#[test]
+fn a_damaged_small_object_is_repaired_by_ingesting_it_again() {
+    let (dir, store) = fresh();
+    let src = write(dir.path(), "a", &pattern(5000, 1));
+    let out = store.put_file(&src, &Progress::new()).expect("put");
+    flip_a_byte(&store.object_path(&out.digest));
+    // No verify needed: small objects are compared byte for byte before being trusted.
+    assert!(
+        store
+            .put_file(&src, &Progress::new())
+            .expect("again")
+            .written
+    );
+    assert!(store.verify_all(&Progress::new()).expect("verify").is_ok());
+}
+
+#[test]
+fn a_damaged_large_object_found_by_verify_or_export_is_repaired_by_ingesting_it_again() {
+    let (dir, store) = fresh();
+    let src = write(dir.path(), "a", &pattern(3 << 20, 2));
+    let out = store.put_file(&src, &Progress::new()).expect("put");
+    for detect in ["verify", "export"] {
+        flip_a_byte(&store.object_path(&out.digest));
+        if detect == "verify" {
+            let report = store.verify_all(&Progress::new()).expect("verify");
+            assert_eq!(report.problems[0].kind, ProblemKind::Corrupt);
+        } else {
+            let dest = dir.path().join("out");
+            assert!(store
+                .export(&out.digest, &dest, true, &Progress::new())
+                .is_err());
+        }
+        let again = store.put_file(&src, &Progress::new()).expect("again");
+        assert!(again.written, "{detect}: damaged object trusted as present");
+        assert!(store.verify_all(&Progress::new()).expect("verify").is_ok());
+        // Once repaired, the object is trusted again: no rewrite.
+        assert!(
+            !store
+                .put_file(&src, &Progress::new())
+                .expect("third")
+                .written
+        );
+    }
+}
+
+#[test]
+fn verify_reports_unreadable_objects_and_keeps_going() {
+    let (dir, store) = fresh();
+    let a = store
+        .put_file(&write(dir.path(), "a", b"aaaa"), &Progress::new())
+        .expect("a");
+    let b = store
+        .put_file(&write(dir.path(), "b", b"bbbb"), &Progress::new())
+        .expect("b");
+    // Replace an object by a directory: opening it for reading works, reading fails.
+    let path = store.object_path(&a.digest);
+    fs::remove_file(&path).expect("rm");
+    fs::create_dir(&path).expect("mkdir");
+    let report = store
+        .verify(
+            &[
+                Expected {
+                    digest: a.digest,
+                    size: None,
+                },
+                Expected {
+                    digest: b.digest,
+                    size: None,
+                },
+            ],
+            &Progress::new(),
+        )
+        .expect("verify");
+    assert_eq!(report.checked, 2);
+    assert_eq!(report.problems.len(), 1);
+    assert_eq!(report.problems[0].digest, Some(a.digest));
+}
+
+#[test]
+fn verify_progress_counts_each_byte_once() {
+    let (dir, store) = fresh();
+    store
+        .put_file(
+            &write(dir.path(), "a", &pattern(3 << 20, 4)),
+            &Progress::new(),
+        )
+        .expect("a");
+    store
+        .put_file(&write(dir.path(), "b", &pattern(1000, 5)), &Progress::new())
+        .expect("b");
+    let progress = Progress::new();
+    store.verify_all(&progress).expect("verify");
+    assert_eq!(progress.total(), (3 << 20) + 1000);
+    assert_eq!(progress.done(), progress.total());
+}
