@@ -55,6 +55,42 @@ pub enum CoreError {
     /// The caller asked the operation to stop (Ctrl-C); partial output has been removed.
     #[error("cancelled")]
     Cancelled,
+
+    /// Input refused by a validation rule; the message names the rule and the valid form.
+    #[error("{message}")]
+    InvalidInput { message: String },
+
+    /// A name, version, alias or stage that does not exist.
+    #[error("{message}")]
+    NotFound { message: String },
+
+    /// A version that is already registered.
+    #[error("{message}")]
+    VersionExists { message: String },
+
+    #[error("cannot move a version from {from} to {to}; from {from} it can go to: {allowed}")]
+    InvalidTransition {
+        from: &'static str,
+        to: &'static str,
+        allowed: String,
+    },
+
+    #[error(
+        "the registry database {} is busy: another pacha process held it for over {}s; \
+         try again when that process has finished",
+        path.display(), waited.as_secs()
+    )]
+    Busy {
+        path: PathBuf,
+        waited: std::time::Duration,
+    },
+
+    #[error("registry database {}: {message}", path.display())]
+    Database { path: PathBuf, message: String },
+
+    /// Stored metadata that fails validation (a tree manifest that is not well-formed).
+    #[error("{message}")]
+    Corrupt { message: String },
 }
 
 impl CoreError {

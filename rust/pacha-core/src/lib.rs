@@ -11,8 +11,11 @@ pub mod digest;
 pub mod error;
 mod fsutil;
 pub mod hash;
+pub mod meta;
 pub mod progress;
+pub mod registry;
 pub mod store;
+pub mod tree;
 
 pub use digest::Digest;
 pub use error::{CoreError, Result};

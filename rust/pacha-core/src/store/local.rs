@@ -494,6 +494,39 @@ impl ObjectStore for LocalStore {
         Ok(copied)
     }
 
+    fn get_bytes(&self, digest: &Digest, max_len: u64) -> Result<Vec<u8>> {
+        let path = self.object_path(digest);
+        let (mut file, meta) = match open_regular(&path) {
+            Ok(opened) => opened,
+            Err(CoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Err(CoreError::ObjectNotFound { digest: *digest });
+            }
+            Err(e) => return Err(e),
+        };
+        if meta.len() > max_len {
+            return Err(CoreError::Corrupt {
+                message: format!(
+                    "object {digest} is {} bytes, more than the {max_len} expected here",
+                    meta.len()
+                ),
+            });
+        }
+        // Bounded by `max_len`, checked above; one byte more catches a file that grew.
+        let mut data = vec![0u8; meta.len() as usize + 1];
+        let n = hash::read_full(&mut file, &path, &mut data)?;
+        data.truncate(n);
+        let actual = hash::hash_slice(&data);
+        if actual != *digest {
+            self.mark_damaged(digest);
+            return Err(CoreError::Integrity {
+                expected: *digest,
+                actual,
+                path,
+            });
+        }
+        Ok(data)
+    }
+
     fn list(&self) -> Result<Vec<ObjectInfo>> {
         Ok(self.scan()?.0)
     }

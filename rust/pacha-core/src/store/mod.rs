@@ -125,6 +125,10 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         progress: &Progress,
     ) -> Result<u64>;
 
+    /// Read a small object (a manifest, a card) whole, verified against its address.
+    /// Objects larger than `max_len` are refused: this is not a way to read artifacts.
+    fn get_bytes(&self, digest: &Digest, max_len: u64) -> Result<Vec<u8>>;
+
     /// Every object in the store, ordered by digest.
     fn list(&self) -> Result<Vec<ObjectInfo>>;
 

@@ -1,0 +1,240 @@
+//! The metadata database: artifacts, versions, stages, aliases, tags and which objects each
+//! version needs.
+//!
+//! Callers talk to the [`MetadataStore`] trait, so that PostgreSQL can join the embedded
+//! [`SqliteMetaStore`] without touching them. Every rule about names, versions, references
+//! and stages lives in this module's submodules, once.
+
+pub mod names;
+pub mod reference;
+mod schema;
+mod sqlite;
+pub mod stage;
+pub mod version;
+
+use std::fmt;
+
+use crate::{Digest, Result};
+
+pub use reference::{Reference, Selector};
+pub use sqlite::SqliteMetaStore;
+pub use stage::Stage;
+pub use version::{Bump, Version};
+
+/// What kind of artifact a name belongs to. The same name may exist once per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Model,
+    Dataset,
+    Recipe,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Model => "model",
+            Kind::Dataset => "dataset",
+            Kind::Recipe => "recipe",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "model" => Ok(Kind::Model),
+            "dataset" => Ok(Kind::Dataset),
+            "recipe" => Ok(Kind::Recipe),
+            _ => Err(crate::CoreError::InvalidInput {
+                message: format!(
+                    "unknown artifact kind {text:?}: expected model, dataset or recipe"
+                ),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a version's bytes are stored: one object, or a tree manifest naming many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    File,
+    Tree,
+}
+
+impl Layout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layout::File => "file",
+            Layout::Tree => "tree",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        if text == "tree" {
+            Layout::Tree
+        } else {
+            Layout::File
+        }
+    }
+}
+
+/// The version a registration asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionChoice {
+    Exact(Version),
+    /// The next version after the highest existing one (or the first one).
+    Bump(Bump),
+}
+
+/// A version about to be registered. Its objects are already in the object store.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub kind: Kind,
+    pub name: String,
+    pub version: VersionChoice,
+    pub digest: Digest,
+    pub layout: Layout,
+    /// Logical bytes: the file's size, or the sum of a tree's file sizes.
+    pub size: u64,
+    pub file_count: u64,
+    pub description: Option<String>,
+    /// The model card or datasheet, as JSON text (validated by the Python layer).
+    pub card: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub actor: String,
+    /// Every object this version needs (the file, or the manifest and its files) with sizes.
+    pub objects: Vec<(Digest, u64)>,
+}
+
+/// One registered version, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionRecord {
+    pub id: i64,
+    pub kind: Kind,
+    pub name: String,
+    pub version: String,
+    pub digest: Digest,
+    pub layout: Layout,
+    pub size: u64,
+    pub file_count: u64,
+    pub stage: Stage,
+    pub description: Option<String>,
+    pub card: Option<String>,
+    pub aliases: Vec<String>,
+    pub tags: Vec<(String, String)>,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+impl VersionRecord {
+    /// `name:version`, the form every message uses.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.name, self.version)
+    }
+}
+
+/// One stage change of a version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub from: Option<Stage>,
+    pub to: Stage,
+    pub at: String,
+    pub by: String,
+}
+
+/// A name with how many versions it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameSummary {
+    pub name: String,
+    pub versions: u64,
+    /// The highest non-pre-release version, if any.
+    pub latest: Option<String>,
+}
+
+/// Filters for listing versions.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub stage: Option<Stage>,
+    /// Every pair must match.
+    pub tags: Vec<(String, String)>,
+}
+
+/// Counts for `pacha stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub models: u64,
+    pub datasets: u64,
+    pub recipes: u64,
+    pub versions: u64,
+    /// Distinct objects referenced by versions.
+    pub objects: u64,
+    /// Bytes of those objects, each counted once (after deduplication).
+    pub stored_bytes: u64,
+    /// Sum of every version's size (before deduplication).
+    pub logical_bytes: u64,
+}
+
+/// An object and the versions that need it (`kind name:version`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectUse {
+    pub digest: Digest,
+    pub size: u64,
+    pub users: Vec<String>,
+}
+
+/// The metadata database.
+pub trait MetadataStore: Send + Sync + fmt::Debug {
+    /// Fail early (before any bytes are stored) when `name`/`choice` cannot be registered.
+    /// Advisory: `insert_version` checks again inside its transaction.
+    fn precheck(&self, kind: Kind, name: &str, choice: &VersionChoice) -> Result<()>;
+
+    /// Insert a version, its objects, tags and first history entry in one transaction.
+    /// A version that exists (same precedence) is `CoreError::AlreadyExists`.
+    fn insert_version(&self, new: &NewVersion) -> Result<VersionRecord>;
+
+    fn resolve(&self, kind: Kind, reference: &Reference) -> Result<VersionRecord>;
+
+    fn list_names(&self, kind: Kind) -> Result<Vec<NameSummary>>;
+
+    /// Versions of `name` (or of every name), in precedence order per name.
+    fn list_versions(
+        &self,
+        kind: Kind,
+        name: Option<&str>,
+        filter: &ListFilter,
+    ) -> Result<Vec<VersionRecord>>;
+
+    /// Move a version to `to` following the stage rules; with `archive_existing`, versions of
+    /// the same name already in production are archived in the same transaction.
+    fn transition(
+        &self,
+        kind: Kind,
+        reference: &Reference,
+        to: Stage,
+        archive_existing: bool,
+        actor: &str,
+    ) -> Result<VersionRecord>;
+
+    fn history(&self, version_id: i64) -> Result<Vec<Transition>>;
+
+    /// Point `alias` at the referenced version (moving it if it pointed elsewhere).
+    fn set_alias(&self, kind: Kind, reference: &Reference, alias: &str) -> Result<VersionRecord>;
+
+    fn delete_alias(&self, kind: Kind, name: &str, alias: &str) -> Result<()>;
+
+    fn set_tags(
+        &self,
+        kind: Kind,
+        reference: &Reference,
+        tags: &[(String, String)],
+    ) -> Result<VersionRecord>;
+
+    fn stats(&self) -> Result<Stats>;
+
+    /// Objects needed by the given versions (all versions when `None`), with their users.
+    fn object_uses(&self, version_ids: Option<&[i64]>) -> Result<Vec<ObjectUse>>;
+}

@@ -1,0 +1,819 @@
+//! The embedded metadata store: one SQLite file (`registry.db`), WAL mode, readable by the
+//! stock `sqlite3` tool.
+//!
+//! Concurrency: every write is one `BEGIN IMMEDIATE` transaction, so a writer takes the write
+//! lock up front and waits (busy timeout) instead of failing half-way with "database is
+//! locked"; checks (duplicates, stage rules) and writes happen inside that transaction, so two
+//! racing writers cannot both pass a check.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::names::{validate_alias, validate_name, validate_tag};
+use super::schema::MIGRATIONS;
+use super::version::{sort_by_precedence, Version};
+use super::{
+    Kind, Layout, ListFilter, MetadataStore, NameSummary, NewVersion, ObjectUse, Reference,
+    Selector, Stage, Stats, Transition, VersionChoice, VersionRecord,
+};
+use crate::{CoreError, Digest, Result};
+
+/// How long a writer waits for another process's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+pub struct SqliteMetaStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+fn db_error(path: &Path, e: rusqlite::Error) -> CoreError {
+    if let rusqlite::Error::SqliteFailure(ref failure, _) = e {
+        if matches!(
+            failure.code,
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+        ) {
+            return CoreError::Busy {
+                path: path.into(),
+                waited: BUSY_TIMEOUT,
+            };
+        }
+    }
+    CoreError::Database {
+        path: path.into(),
+        message: e.to_string(),
+    }
+}
+
+const VERSION_COLUMNS: &str = "v.id, a.kind, a.name, v.version, v.digest, v.layout, v.size, \
+     v.file_count, v.stage, v.description, v.card, v.created_at, v.created_by";
+
+fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
+    let kind: String = row.get(1)?;
+    let digest: String = row.get(4)?;
+    let layout: String = row.get(5)?;
+    let stage: String = row.get(8)?;
+    let bad = |what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, what.into())
+    };
+    Ok(VersionRecord {
+        id: row.get(0)?,
+        kind: Kind::parse(&kind).map_err(|_| bad("unknown kind"))?,
+        name: row.get(2)?,
+        version: row.get(3)?,
+        digest: Digest::parse(&digest).map_err(|_| bad("malformed digest"))?,
+        layout: Layout::parse(&layout),
+        size: row.get::<_, i64>(6)?.try_into().unwrap_or(0),
+        file_count: row.get::<_, i64>(7)?.try_into().unwrap_or(0),
+        stage: Stage::parse(&stage).map_err(|_| bad("unknown stage"))?,
+        description: row.get(9)?,
+        card: row.get(10)?,
+        aliases: Vec::new(),
+        tags: Vec::new(),
+        created_at: row.get(11)?,
+        created_by: row.get(12)?,
+    })
+}
+
+/// SQLite stores integers as i64; sizes beyond that are refused rather than wrapped.
+fn to_sql_int(n: u64) -> Result<i64> {
+    i64::try_from(n).map_err(|_| CoreError::InvalidInput {
+        message: format!("{n} is too large to record"),
+    })
+}
+
+impl SqliteMetaStore {
+    /// Open (creating and migrating as needed) the database at `path`.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        let conn = Connection::open(&path).map_err(|e| db_error(&path, e))?;
+        let store = SqliteMetaStore {
+            conn: Mutex::new(conn),
+            path,
+        };
+        store.configure()?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic in another thread mid-call leaves SQLite itself consistent (it rolls back
+        // an unfinished transaction when the Transaction is dropped).
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn err(&self, e: rusqlite::Error) -> CoreError {
+        db_error(&self.path, e)
+    }
+
+    fn configure(&self) -> Result<()> {
+        let conn = self.lock();
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.err(e))?;
+        // WAL lets readers proceed while one process writes; FULL makes a commit durable
+        // before it returns (the object bytes were fsync'd before the transaction began).
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| self.err(e))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| self.err(e))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            .map_err(|e| self.err(e))?;
+        let current: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        let known = MIGRATIONS.len() as i64;
+        if current > known {
+            return Err(CoreError::Database {
+                path: self.path.clone(),
+                message: format!(
+                    "the registry's schema is version {current}, newer than this pacha \
+                     understands ({known}); upgrade pacha"
+                ),
+            });
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            tx.execute_batch(sql).map_err(|e| self.err(e))?;
+            tx.execute("DELETE FROM schema_version", [])
+                .map_err(|e| self.err(e))?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [index as i64 + 1],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let value = f(&tx)?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(value)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.lock();
+        f(&conn)
+    }
+}
+
+// ---- queries shared by reads and writes (a `Transaction` derefs to a `Connection`) ----
+
+fn artifact_id(
+    store: &SqliteMetaStore,
+    conn: &Connection,
+    kind: Kind,
+    name: &str,
+) -> Result<Option<i64>> {
+    conn.query_row(
+        "SELECT id FROM artifacts WHERE kind = ?1 AND name = ?2",
+        params![kind.as_str(), name],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(|e| store.err(e))
+}
+
+fn versions_where(
+    store: &SqliteMetaStore,
+    conn: &Connection,
+    condition: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<VersionRecord>> {
+    let sql = format!(
+        "SELECT {VERSION_COLUMNS} FROM versions v JOIN artifacts a ON a.id = v.artifact_id \
+         WHERE {condition}"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(|e| store.err(e))?;
+    let rows = stmt
+        .query_map(args, version_from_row)
+        .map_err(|e| store.err(e))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(|e| store.err(e))
+}
+
+/// Fill in aliases and tags for the given records (two queries, whatever their number).
+fn attach_labels(
+    store: &SqliteMetaStore,
+    conn: &Connection,
+    records: &mut [VersionRecord],
+) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let index: HashMap<i64, usize> = records.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+    let ids: Vec<String> = records.iter().map(|r| r.id.to_string()).collect();
+    let id_list = ids.join(",");
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT version_id, alias FROM aliases WHERE version_id IN ({id_list}) ORDER BY alias"
+        ))
+        .map_err(|e| store.err(e))?;
+    let aliases = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .map_err(|e| store.err(e))?;
+    for row in aliases {
+        let (id, alias) = row.map_err(|e| store.err(e))?;
+        if let Some(&i) = index.get(&id) {
+            records[i].aliases.push(alias);
+        }
+    }
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT version_id, key, value FROM tags WHERE version_id IN ({id_list}) ORDER BY key"
+        ))
+        .map_err(|e| store.err(e))?;
+    let tags = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .map_err(|e| store.err(e))?;
+    for row in tags {
+        let (id, key, value) = row.map_err(|e| store.err(e))?;
+        if let Some(&i) = index.get(&id) {
+            records[i].tags.push((key, value));
+        }
+    }
+    Ok(())
+}
+
+fn not_found(kind: Kind, what: String) -> CoreError {
+    let list = match kind {
+        Kind::Model => "pacha model list",
+        Kind::Dataset => "pacha data list",
+        Kind::Recipe => "pacha recipe list",
+    };
+    CoreError::NotFound {
+        message: format!("{kind} {what} does not exist; `{list}` shows what does"),
+    }
+}
+
+fn resolve_in(
+    store: &SqliteMetaStore,
+    conn: &Connection,
+    kind: Kind,
+    reference: &Reference,
+) -> Result<VersionRecord> {
+    let name = &reference.name;
+    let Some(artifact) = artifact_id(store, conn, kind, name)? else {
+        return Err(not_found(kind, format!("{name:?}")));
+    };
+    let mut found = match &reference.selector {
+        Selector::Exact(version) => {
+            let key = version_key(version);
+            let mut rows = versions_where(
+                store,
+                conn,
+                "v.artifact_id = ?1 AND v.version_key = ?2",
+                &[&artifact, &key],
+            )?;
+            rows.pop()
+                .ok_or_else(|| not_found(kind, format!("{name}:{version}")))?
+        }
+        Selector::Latest => {
+            let mut rows = versions_where(
+                store,
+                conn,
+                "v.artifact_id = ?1 AND v.prerelease = 0",
+                &[&artifact],
+            )?;
+            sort_by_precedence(&mut rows, |r| &r.version);
+            rows.pop().ok_or_else(|| {
+                not_found(
+                    kind,
+                    format!("{name}:latest (no version that is not a pre-release)"),
+                )
+            })?
+        }
+        Selector::Stage(stage) => {
+            let stage_text = stage.as_str();
+            let mut rows = versions_where(
+                store,
+                conn,
+                "v.artifact_id = ?1 AND v.stage = ?2",
+                &[&artifact, &stage_text],
+            )?;
+            sort_by_precedence(&mut rows, |r| &r.version);
+            rows.pop().ok_or_else(|| {
+                not_found(kind, format!("{name}@{stage} (no version in that stage)"))
+            })?
+        }
+        Selector::Alias(alias) => {
+            let mut rows = versions_where(
+                store,
+                conn,
+                "v.id = (SELECT version_id FROM aliases WHERE artifact_id = ?1 AND alias = ?2)",
+                &[&artifact, alias],
+            )?;
+            rows.pop().ok_or_else(|| {
+                not_found(kind, format!("{name}@{alias} (no such alias or stage)"))
+            })?
+        }
+    };
+    attach_labels(store, conn, std::slice::from_mut(&mut found))?;
+    Ok(found)
+}
+
+/// The version as a uniqueness key: build metadata does not make a different version.
+fn version_key(version: &Version) -> String {
+    let text = version.to_string();
+    match text.split_once('+') {
+        Some((key, _)) => key.to_string(),
+        None => text,
+    }
+}
+
+fn record_transition(
+    store: &SqliteMetaStore,
+    tx: &Transaction<'_>,
+    version_id: i64,
+    from: Option<Stage>,
+    to: Stage,
+    actor: &str,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO stage_history (version_id, from_stage, to_stage, by) VALUES (?1, ?2, ?3, ?4)",
+        params![version_id, from.map(Stage::as_str), to.as_str(), actor],
+    )
+    .map_err(|e| store.err(e))?;
+    Ok(())
+}
+
+fn choose_version(
+    store: &SqliteMetaStore,
+    conn: &Connection,
+    kind: Kind,
+    name: &str,
+    choice: &VersionChoice,
+) -> Result<Version> {
+    match choice {
+        VersionChoice::Exact(version) => {
+            if let Some(artifact) = artifact_id(store, conn, kind, name)? {
+                let key = version_key(version);
+                let existing: Option<String> = conn
+                    .query_row(
+                        "SELECT version FROM versions WHERE artifact_id = ?1 AND version_key = ?2",
+                        params![artifact, key],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(|e| store.err(e))?;
+                if let Some(existing) = existing {
+                    return Err(CoreError::VersionExists {
+                        message: format!(
+                            "{kind} {name}:{existing} is already registered; versions are \
+                             immutable — register a new version (e.g. with --bump patch)"
+                        ),
+                    });
+                }
+            }
+            Ok(version.clone())
+        }
+        VersionChoice::Bump(part) => {
+            let highest = match artifact_id(store, conn, kind, name)? {
+                None => None,
+                Some(artifact) => {
+                    let mut rows = versions_where(store, conn, "v.artifact_id = ?1", &[&artifact])?;
+                    sort_by_precedence(&mut rows, |r| &r.version);
+                    rows.pop()
+                }
+            };
+            Ok(match highest {
+                None => Version::initial(*part),
+                Some(record) => Version::parse(&record.version)?.bump(*part),
+            })
+        }
+    }
+}
+
+impl MetadataStore for SqliteMetaStore {
+    fn precheck(&self, kind: Kind, name: &str, choice: &VersionChoice) -> Result<()> {
+        self.read(|conn| choose_version(self, conn, kind, name, choice).map(drop))
+    }
+
+    fn insert_version(&self, new: &NewVersion) -> Result<VersionRecord> {
+        let name = validate_name(&new.name)?;
+        let tags = new
+            .tags
+            .iter()
+            .map(|(k, v)| validate_tag(k, v))
+            .collect::<Result<Vec<_>>>()?;
+        let size = to_sql_int(new.size)?;
+        let file_count = to_sql_int(new.file_count)?;
+        self.write(|tx| {
+            let version = choose_version(self, tx, new.kind, &name, &new.version)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO artifacts (kind, name) VALUES (?1, ?2)",
+                params![new.kind.as_str(), name],
+            )
+            .map_err(|e| self.err(e))?;
+            let artifact = artifact_id(self, tx, new.kind, &name)?.ok_or_else(|| CoreError::Database {
+                path: self.path.clone(),
+                message: "artifact row vanished inside its transaction".into(),
+            })?;
+            tx.execute(
+                "INSERT INTO versions (artifact_id, version, version_key, prerelease, digest, layout, \
+                 size, file_count, description, card, created_by) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    artifact,
+                    version.to_string(),
+                    version_key(&version),
+                    version.is_prerelease(),
+                    new.digest.to_hex(),
+                    new.layout.as_str(),
+                    size,
+                    file_count,
+                    new.description,
+                    new.card,
+                    new.actor,
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+            let version_id = tx.last_insert_rowid();
+            {
+                let mut object = tx
+                    .prepare_cached("INSERT OR IGNORE INTO objects (digest, size) VALUES (?1, ?2)")
+                    .map_err(|e| self.err(e))?;
+                let mut link = tx
+                    .prepare_cached("INSERT OR IGNORE INTO version_objects (version_id, digest) VALUES (?1, ?2)")
+                    .map_err(|e| self.err(e))?;
+                for (digest, object_size) in &new.objects {
+                    let hex = digest.to_hex();
+                    object
+                        .execute(params![hex, to_sql_int(*object_size)?])
+                        .map_err(|e| self.err(e))?;
+                    link.execute(params![version_id, hex]).map_err(|e| self.err(e))?;
+                }
+                let mut tag = tx
+                    .prepare_cached("INSERT OR REPLACE INTO tags (version_id, key, value) VALUES (?1, ?2, ?3)")
+                    .map_err(|e| self.err(e))?;
+                for (key, value) in &tags {
+                    tag.execute(params![version_id, key, value]).map_err(|e| self.err(e))?;
+                }
+            }
+            record_transition(self, tx, version_id, None, Stage::Development, &new.actor)?;
+            let reference = Reference {
+                name: name.clone(),
+                selector: Selector::Exact(version),
+            };
+            resolve_in(self, tx, new.kind, &reference)
+        })
+    }
+
+    fn resolve(&self, kind: Kind, reference: &Reference) -> Result<VersionRecord> {
+        self.read(|conn| resolve_in(self, conn, kind, reference))
+    }
+
+    fn list_names(&self, kind: Kind) -> Result<Vec<NameSummary>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT a.name, v.version, v.prerelease FROM artifacts a \
+                     JOIN versions v ON v.artifact_id = a.id WHERE a.kind = ?1",
+                )
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([kind.as_str()], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, bool>(2)?,
+                    ))
+                })
+                .map_err(|e| self.err(e))?;
+            let mut by_name: HashMap<String, (u64, Vec<String>)> = HashMap::new();
+            for row in rows {
+                let (name, version, prerelease) = row.map_err(|e| self.err(e))?;
+                let entry = by_name.entry(name).or_default();
+                entry.0 += 1;
+                if !prerelease {
+                    entry.1.push(version);
+                }
+            }
+            let mut summaries: Vec<NameSummary> = by_name
+                .into_iter()
+                .map(|(name, (versions, mut releases))| {
+                    sort_by_precedence(&mut releases, |v| v);
+                    NameSummary {
+                        name,
+                        versions,
+                        latest: releases.pop(),
+                    }
+                })
+                .collect();
+            summaries.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(summaries)
+        })
+    }
+
+    fn list_versions(
+        &self,
+        kind: Kind,
+        name: Option<&str>,
+        filter: &ListFilter,
+    ) -> Result<Vec<VersionRecord>> {
+        self.read(|conn| {
+            let kind_text = kind.as_str();
+            let stage_text = filter.stage.map(Stage::as_str);
+            let mut condition = String::from("a.kind = ?1 AND (?2 IS NULL OR a.name = ?2) AND (?3 IS NULL OR v.stage = ?3)");
+            let mut tag_args: Vec<String> = Vec::new();
+            for (key, value) in &filter.tags {
+                let k = tag_args.len() + 4;
+                condition.push_str(&format!(
+                    " AND EXISTS (SELECT 1 FROM tags t WHERE t.version_id = v.id AND t.key = ?{k} AND t.value = ?{})",
+                    k + 1
+                ));
+                tag_args.push(key.clone());
+                tag_args.push(value.clone());
+            }
+            let mut args: Vec<&dyn rusqlite::ToSql> = vec![&kind_text, &name, &stage_text];
+            args.extend(tag_args.iter().map(|a| a as &dyn rusqlite::ToSql));
+            let mut rows = versions_where(self, conn, &condition, &args)?;
+            if let Some(name) = name {
+                if rows.is_empty() && artifact_id(self, conn, kind, name)?.is_none() {
+                    return Err(not_found(kind, format!("{name:?}")));
+                }
+            }
+            sort_by_precedence(&mut rows, |r| &r.version);
+            // Stable sort: precedence order within each name, names alphabetical.
+            rows.sort_by(|a, b| a.name.cmp(&b.name));
+            attach_labels(self, conn, &mut rows)?;
+            Ok(rows)
+        })
+    }
+
+    fn transition(
+        &self,
+        kind: Kind,
+        reference: &Reference,
+        to: Stage,
+        archive_existing: bool,
+        actor: &str,
+    ) -> Result<VersionRecord> {
+        self.write(|tx| {
+            let record = resolve_in(self, tx, kind, reference)?;
+            record.stage.check_transition(to)?;
+            if record.stage == to {
+                return Ok(record);
+            }
+            if to == Stage::Production && archive_existing {
+                let artifact = artifact_id(self, tx, kind, &record.name)?.unwrap_or_default();
+                let production = Stage::Production.as_str();
+                let current = versions_where(
+                    self,
+                    tx,
+                    "v.artifact_id = ?1 AND v.stage = ?2 AND v.id != ?3",
+                    &[&artifact, &production, &record.id],
+                )?;
+                for old in current {
+                    tx.execute(
+                        "UPDATE versions SET stage = 'archived' WHERE id = ?1",
+                        [old.id],
+                    )
+                    .map_err(|e| self.err(e))?;
+                    record_transition(
+                        self,
+                        tx,
+                        old.id,
+                        Some(Stage::Production),
+                        Stage::Archived,
+                        actor,
+                    )?;
+                }
+            }
+            tx.execute(
+                "UPDATE versions SET stage = ?1 WHERE id = ?2",
+                params![to.as_str(), record.id],
+            )
+            .map_err(|e| self.err(e))?;
+            record_transition(self, tx, record.id, Some(record.stage), to, actor)?;
+            let mut updated = record;
+            updated.stage = to;
+            Ok(updated)
+        })
+    }
+
+    fn history(&self, version_id: i64) -> Result<Vec<Transition>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT from_stage, to_stage, at, by FROM stage_history WHERE version_id = ?1 ORDER BY id",
+                )
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([version_id], |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })
+                .map_err(|e| self.err(e))?;
+            let mut history = Vec::new();
+            for row in rows {
+                let (from, to, at, by) = row.map_err(|e| self.err(e))?;
+                history.push(Transition {
+                    from: from.as_deref().map(Stage::parse).transpose()?,
+                    to: Stage::parse(&to)?,
+                    at,
+                    by,
+                });
+            }
+            Ok(history)
+        })
+    }
+
+    fn set_alias(&self, kind: Kind, reference: &Reference, alias: &str) -> Result<VersionRecord> {
+        let alias = validate_alias(alias)?;
+        if Stage::parse(&alias).is_ok() {
+            return Err(CoreError::InvalidInput {
+                message: format!(
+                    "{alias:?} is a stage name and cannot be an alias; pick another name"
+                ),
+            });
+        }
+        if alias == "latest" {
+            return Err(CoreError::InvalidInput {
+                message: "\"latest\" is reserved and cannot be an alias; pick another name".into(),
+            });
+        }
+        self.write(|tx| {
+            let record = resolve_in(self, tx, kind, reference)?;
+            let artifact = artifact_id(self, tx, kind, &record.name)?.unwrap_or_default();
+            tx.execute(
+                "INSERT INTO aliases (artifact_id, alias, version_id) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (artifact_id, alias) DO UPDATE SET version_id = excluded.version_id",
+                params![artifact, alias, record.id],
+            )
+            .map_err(|e| self.err(e))?;
+            let again = Reference {
+                name: record.name.clone(),
+                selector: Selector::Exact(Version::parse(&record.version)?),
+            };
+            resolve_in(self, tx, kind, &again)
+        })
+    }
+
+    fn delete_alias(&self, kind: Kind, name: &str, alias: &str) -> Result<()> {
+        let name = validate_name(name)?;
+        let alias = validate_alias(alias)?;
+        self.write(|tx| {
+            let Some(artifact) = artifact_id(self, tx, kind, &name)? else {
+                return Err(not_found(kind, format!("{name:?}")));
+            };
+            let deleted = tx
+                .execute(
+                    "DELETE FROM aliases WHERE artifact_id = ?1 AND alias = ?2",
+                    params![artifact, alias],
+                )
+                .map_err(|e| self.err(e))?;
+            if deleted == 0 {
+                return Err(CoreError::NotFound {
+                    message: format!("{kind} {name} has no alias {alias:?}"),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn set_tags(
+        &self,
+        kind: Kind,
+        reference: &Reference,
+        tags: &[(String, String)],
+    ) -> Result<VersionRecord> {
+        let tags = tags
+            .iter()
+            .map(|(k, v)| validate_tag(k, v))
+            .collect::<Result<Vec<_>>>()?;
+        self.write(|tx| {
+            let record = resolve_in(self, tx, kind, reference)?;
+            for (key, value) in &tags {
+                tx.execute(
+                    "INSERT OR REPLACE INTO tags (version_id, key, value) VALUES (?1, ?2, ?3)",
+                    params![record.id, key, value],
+                )
+                .map_err(|e| self.err(e))?;
+            }
+            let again = Reference {
+                name: record.name.clone(),
+                selector: Selector::Exact(Version::parse(&record.version)?),
+            };
+            resolve_in(self, tx, kind, &again)
+        })
+    }
+
+    fn stats(&self) -> Result<Stats> {
+        self.read(|conn| {
+            let count = |kind: &str| -> Result<u64> {
+                conn.query_row(
+                    "SELECT COUNT(*) FROM artifacts WHERE kind = ?1",
+                    [kind],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n.try_into().unwrap_or(0))
+                .map_err(|e| self.err(e))
+            };
+            let (versions, logical): (i64, i64) = conn
+                .query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM versions",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(|e| self.err(e))?;
+            let (objects, stored): (i64, i64) = conn
+                .query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(|e| self.err(e))?;
+            Ok(Stats {
+                models: count("model")?,
+                datasets: count("dataset")?,
+                recipes: count("recipe")?,
+                versions: versions.try_into().unwrap_or(0),
+                objects: objects.try_into().unwrap_or(0),
+                stored_bytes: stored.try_into().unwrap_or(0),
+                logical_bytes: logical.try_into().unwrap_or(0),
+            })
+        })
+    }
+
+    fn object_uses(&self, version_ids: Option<&[i64]>) -> Result<Vec<ObjectUse>> {
+        self.read(|conn| {
+            let filter = match version_ids {
+                Some(ids) => {
+                    let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+                    format!("WHERE vo.version_id IN ({})", ids.join(","))
+                }
+                None => String::new(),
+            };
+            let sql = format!(
+                "SELECT o.digest, o.size, a.kind, a.name, v.version FROM version_objects vo \
+                 JOIN objects o ON o.digest = vo.digest JOIN versions v ON v.id = vo.version_id \
+                 JOIN artifacts a ON a.id = v.artifact_id {filter} ORDER BY o.digest, a.kind, a.name"
+            );
+            let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })
+                .map_err(|e| self.err(e))?;
+            let mut uses: Vec<ObjectUse> = Vec::new();
+            for row in rows {
+                let (digest, size, kind, name, version) = row.map_err(|e| self.err(e))?;
+                let digest = Digest::parse(&digest)?;
+                let user = format!("{kind} {name}:{version}");
+                match uses.last_mut() {
+                    Some(last) if last.digest == digest => last.users.push(user),
+                    _ => uses.push(ObjectUse {
+                        digest,
+                        size: size.try_into().unwrap_or(0),
+                        users: vec![user],
+                    }),
+                }
+            }
+            Ok(uses)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
