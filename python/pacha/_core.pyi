@@ -13,15 +13,25 @@ __all__ = [
     "PARALLEL_THRESHOLD",
     "SMALL_OBJECT_MAX",
     "Hasher",
+    "NameInfo",
     "ObjectInfo",
     "ObjectStore",
     "Problem",
     "Progress",
     "PutOutcome",
+    "Registry",
+    "RegistryProblem",
+    "RegistryVerifyReport",
+    "StatsInfo",
+    "TransitionInfo",
     "VerifyReport",
+    "VersionInfo",
     "__version__",
+    "compare_versions",
     "hash_bytes",
     "hash_file",
+    "parse_version",
+    "validate_name",
 ]
 
 __version__: str
@@ -126,3 +136,169 @@ class ObjectStore:
         progress: Optional[Progress] = None,
     ) -> VerifyReport: ...
     def verify_all(self, progress: Optional[Progress] = None) -> VerifyReport: ...
+
+def parse_version(text: str) -> str:
+    """Canonical text of a semantic version (SemVer 2.0.0); InvalidInputError otherwise."""
+
+def compare_versions(a: str, b: str) -> int:
+    """-1, 0 or 1 by SemVer 2.0.0 precedence (build metadata ignored)."""
+
+def validate_name(text: str) -> str:
+    """The canonical (NFC) form of a valid artifact name; InvalidInputError otherwise."""
+
+@final
+class VersionInfo:
+    @property
+    def id(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def digest(self) -> str: ...
+    @property
+    def layout(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def file_count(self) -> int: ...
+    @property
+    def stage(self) -> str: ...
+    @property
+    def description(self) -> Optional[str]: ...
+    @property
+    def card(self) -> Optional[str]: ...
+    @property
+    def aliases(self) -> list[str]: ...
+    @property
+    def tags(self) -> list[tuple[str, str]]: ...
+    @property
+    def created_at(self) -> str: ...
+    @property
+    def created_by(self) -> str: ...
+
+@final
+class TransitionInfo:
+    @property
+    def from_stage(self) -> Optional[str]: ...
+    @property
+    def to_stage(self) -> str: ...
+    @property
+    def at(self) -> str: ...
+    @property
+    def by(self) -> str: ...
+
+@final
+class NameInfo:
+    @property
+    def name(self) -> str: ...
+    @property
+    def versions(self) -> int: ...
+    @property
+    def latest(self) -> Optional[str]: ...
+
+@final
+class RegistryProblem:
+    @property
+    def problem(self) -> Problem: ...
+    @property
+    def users(self) -> list[str]: ...
+
+@final
+class RegistryVerifyReport:
+    @property
+    def checked(self) -> int: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def problems(self) -> list[RegistryProblem]: ...
+
+@final
+class StatsInfo:
+    @property
+    def models(self) -> int: ...
+    @property
+    def datasets(self) -> int: ...
+    @property
+    def recipes(self) -> int: ...
+    @property
+    def versions(self) -> int: ...
+    @property
+    def objects(self) -> int: ...
+    @property
+    def stored_bytes(self) -> int: ...
+    @property
+    def logical_bytes(self) -> int: ...
+
+@final
+class Registry:
+    """The object store and the metadata database under one directory."""
+
+    def __new__(cls, root: _Path) -> Registry: ...
+    @property
+    def root(self) -> str: ...
+    @property
+    def store(self) -> ObjectStore: ...
+    def register(
+        self,
+        kind: str,
+        name: str,
+        source: _Path,
+        *,
+        version: Optional[str] = None,
+        bump: Optional[str] = None,
+        description: Optional[str] = None,
+        card: Optional[str] = None,
+        tags: builtins.list[tuple[str, str]] = ...,
+        actor: str,
+        progress: Optional[Progress] = None,
+    ) -> VersionInfo: ...
+    def resolve(self, kind: str, reference: str, version: Optional[str] = None) -> VersionInfo: ...
+    def list_names(self, kind: str) -> builtins.list[NameInfo]: ...
+    def list_versions(
+        self,
+        kind: str,
+        name: Optional[str] = None,
+        stage: Optional[str] = None,
+        tags: builtins.list[tuple[str, str]] = ...,
+    ) -> builtins.list[VersionInfo]: ...
+    def transition(
+        self,
+        kind: str,
+        reference: str,
+        version: Optional[str],
+        to: str,
+        *,
+        archive_existing: bool = False,
+        actor: str,
+    ) -> VersionInfo: ...
+    def history(self, version_id: int) -> builtins.list[TransitionInfo]: ...
+    def set_alias(
+        self, kind: str, reference: str, version: Optional[str], alias: str
+    ) -> VersionInfo: ...
+    def delete_alias(self, kind: str, name: str, alias: str) -> None: ...
+    def set_tags(
+        self,
+        kind: str,
+        reference: str,
+        version: Optional[str],
+        tags: builtins.list[tuple[str, str]],
+    ) -> VersionInfo: ...
+    def download(
+        self,
+        kind: str,
+        reference: str,
+        version: Optional[str],
+        dest: _Path,
+        *,
+        overwrite: bool = False,
+        progress: Optional[Progress] = None,
+    ) -> VersionInfo: ...
+    def verify(
+        self,
+        version_ids: Optional[builtins.list[int]] = None,
+        progress: Optional[Progress] = None,
+    ) -> RegistryVerifyReport: ...
+    def stats(self) -> StatsInfo: ...

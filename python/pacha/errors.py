@@ -14,10 +14,13 @@ from typing import Optional
 __all__ = [
     "AlreadyExistsError",
     "CancelledError",
+    "DatabaseError",
     "IntegrityError",
     "InvalidInputError",
+    "InvalidTransitionError",
     "NotFoundError",
     "PachaError",
+    "RegistryBusyError",
     "SourceChangedError",
 ]
 
@@ -31,7 +34,8 @@ class NotFoundError(PachaError, LookupError):
 
 
 class AlreadyExistsError(PachaError, FileExistsError):
-    """The destination exists and overwriting was not asked for."""
+    """Something already exists: a registered version (versions are immutable), or an output
+    path that overwriting was not asked for."""
 
 
 class InvalidInputError(PachaError, ValueError):
@@ -40,6 +44,18 @@ class InvalidInputError(PachaError, ValueError):
 
 class SourceChangedError(InvalidInputError):
     """A file changed while pacha was reading it; nothing was stored."""
+
+
+class InvalidTransitionError(PachaError, ValueError):
+    """A stage change the lifecycle rules forbid; the message lists the allowed targets."""
+
+
+class RegistryBusyError(PachaError, TimeoutError):
+    """Another process held the registry's database for longer than the wait allows."""
+
+
+class DatabaseError(PachaError):
+    """The registry database failed (unreadable file, newer schema than this pacha, ...)."""
 
 
 class CancelledError(PachaError):

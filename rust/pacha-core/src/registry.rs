@@ -157,15 +157,14 @@ impl Registry {
         Ok(record)
     }
 
-    /// Check the objects needed by the given versions (every version when `None`), naming
+    /// Check the objects needed by the given version ids (every version when `None`), naming
     /// the versions each problem breaks.
     pub fn verify(
         &self,
-        versions: Option<&[VersionRecord]>,
+        version_ids: Option<&[i64]>,
         progress: &Progress,
     ) -> Result<RegistryVerifyReport> {
-        let ids: Option<Vec<i64>> = versions.map(|v| v.iter().map(|r| r.id).collect());
-        let uses: Vec<ObjectUse> = self.meta.object_uses(ids.as_deref())?;
+        let uses: Vec<ObjectUse> = self.meta.object_uses(version_ids)?;
         let expected: Vec<Expected> = uses
             .iter()
             .map(|u| Expected {

@@ -20,6 +20,9 @@ pyo3::import_exception!(pacha.errors, AlreadyExistsError);
 pyo3::import_exception!(pacha.errors, InvalidInputError);
 pyo3::import_exception!(pacha.errors, SourceChangedError);
 pyo3::import_exception!(pacha.errors, CancelledError);
+pyo3::import_exception!(pacha.errors, InvalidTransitionError);
+pyo3::import_exception!(pacha.errors, RegistryBusyError);
+pyo3::import_exception!(pacha.errors, DatabaseError);
 
 pub(crate) fn to_py(err: CoreError) -> PyErr {
     let message = err.to_string();
@@ -45,6 +48,13 @@ pub(crate) fn to_py(err: CoreError) -> PyErr {
         CoreError::SourceChanged { .. } => SourceChangedError::new_err(message),
         CoreError::AlreadyExists { .. } => AlreadyExistsError::new_err(message),
         CoreError::Cancelled => CancelledError::new_err(message),
+        CoreError::InvalidInput { .. } => InvalidInputError::new_err(message),
+        CoreError::NotFound { .. } => NotFoundError::new_err(message),
+        CoreError::VersionExists { .. } => AlreadyExistsError::new_err(message),
+        CoreError::InvalidTransition { .. } => InvalidTransitionError::new_err(message),
+        CoreError::Busy { .. } => RegistryBusyError::new_err(message),
+        CoreError::Database { .. } => DatabaseError::new_err(message),
+        CoreError::Corrupt { .. } => IntegrityError::new_err(message),
     }
 }
 

@@ -7,6 +7,7 @@ mod buffer;
 mod detach;
 mod errors;
 mod hashing;
+mod registry;
 mod store;
 
 use pyo3::prelude::*;
@@ -25,5 +26,15 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::ObjectInfo>()?;
     m.add_class::<store::Problem>()?;
     m.add_class::<store::VerifyReport>()?;
+    m.add_class::<registry::Registry>()?;
+    m.add_class::<registry::VersionInfo>()?;
+    m.add_class::<registry::TransitionInfo>()?;
+    m.add_class::<registry::NameInfo>()?;
+    m.add_class::<registry::RegistryProblem>()?;
+    m.add_class::<registry::RegistryVerifyReport>()?;
+    m.add_class::<registry::StatsInfo>()?;
+    m.add_function(wrap_pyfunction!(registry::parse_version, m)?)?;
+    m.add_function(wrap_pyfunction!(registry::compare_versions, m)?)?;
+    m.add_function(wrap_pyfunction!(registry::validate_name, m)?)?;
     Ok(())
 }

@@ -21,6 +21,12 @@ fn parse_digest(text: &str) -> PyResult<Digest> {
 #[derive(Debug)]
 pub struct ObjectStore(Arc<dyn store::ObjectStore>);
 
+impl ObjectStore {
+    pub(crate) fn from_arc(store: Arc<dyn store::ObjectStore>) -> Self {
+        ObjectStore(store)
+    }
+}
+
 #[pymethods]
 impl ObjectStore {
     /// Open (creating if needed, mode 0700) the local object store rooted at `root`.
@@ -197,6 +203,17 @@ pub struct Problem {
     pub detail: String,
 }
 
+impl From<store::Problem> for Problem {
+    fn from(p: store::Problem) -> Self {
+        Problem {
+            kind: p.kind.as_str().to_string(),
+            digest: p.digest.map(|d| d.to_hex()),
+            path: p.path.display().to_string(),
+            detail: p.detail,
+        }
+    }
+}
+
 #[pymethods]
 impl Problem {
     fn __repr__(&self) -> String {
@@ -221,16 +238,7 @@ impl From<store::VerifyReport> for VerifyReport {
         VerifyReport {
             checked: r.checked,
             bytes: r.bytes,
-            problems: r
-                .problems
-                .into_iter()
-                .map(|p| Problem {
-                    kind: p.kind.as_str().to_string(),
-                    digest: p.digest.map(|d| d.to_hex()),
-                    path: p.path.display().to_string(),
-                    detail: p.detail,
-                })
-                .collect(),
+            problems: r.problems.into_iter().map(Problem::from).collect(),
         }
     }
 }

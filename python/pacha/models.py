@@ -1,0 +1,201 @@
+"""The records pacha returns and the documents it stores, as pydantic models.
+
+Model cards follow Mitchell et al. 2019 ("Model Cards for Model Reporting"); datasheets follow
+Gebru et al. 2021 ("Datasheets for Datasets"). Both forbid unknown top-level fields (a typo
+should be an error, not silently dropped); free-form additions go in ``extra``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from enum import Enum
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+__all__ = [
+    "ArtifactVersion",
+    "DatasetVersion",
+    "Datasheet",
+    "Feature",
+    "ModelCard",
+    "ModelVersion",
+    "NameSummary",
+    "RegistryStats",
+    "Stage",
+    "StageTransition",
+    "VerifyProblem",
+    "VerifyResult",
+]
+
+
+class Stage(str, Enum):
+    """Lifecycle stages. Allowed moves: development→staging|archived;
+    staging→development|production|archived; production→staging|archived;
+    archived→development."""
+
+    DEVELOPMENT = "development"
+    STAGING = "staging"
+    PRODUCTION = "production"
+    ARCHIVED = "archived"
+
+
+class _Document(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelCard(_Document):
+    """A model card (Mitchell et al. 2019)."""
+
+    description: Optional[str] = None
+    training_data: Optional[str] = Field(None, description="Dataset(s) the model was trained on.")
+    training_recipe: Optional[str] = Field(None, description="Recipe reference or summary.")
+    training_date: Optional[Union[date, datetime]] = None
+    training_duration: Optional[str] = Field(None, description="e.g. '3h 20m' or seconds.")
+    metrics: dict[str, float] = Field(default_factory=dict)
+    evaluation_data: Optional[str] = None
+    primary_uses: list[str] = Field(default_factory=list)
+    out_of_scope_uses: list[str] = Field(default_factory=list)
+    limitations: list[str] = Field(default_factory=list)
+    ethical_considerations: list[str] = Field(default_factory=list)
+    parent_model: Optional[str] = None
+    derived_from: list[str] = Field(default_factory=list)
+    license: Optional[str] = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class Feature(_Document):
+    """One feature (column) of a dataset."""
+
+    name: str
+    dtype: str
+    description: Optional[str] = None
+    nullable: bool = False
+    statistics: dict[str, Any] = Field(default_factory=dict)
+
+
+class Datasheet(_Document):
+    """A datasheet for a dataset (Gebru et al. 2021)."""
+
+    # Motivation
+    purpose: Optional[str] = None
+    creators: list[str] = Field(default_factory=list)
+    funding: Optional[str] = None
+    # Composition
+    instance_count: Optional[int] = Field(None, ge=0)
+    features: list[Feature] = Field(default_factory=list)
+    sensitive_features: list[str] = Field(default_factory=list)
+    # Collection process
+    collection_method: Optional[str] = None
+    collection_start: Optional[date] = None
+    collection_end: Optional[date] = None
+    preprocessing_steps: list[str] = Field(default_factory=list)
+    # Distribution
+    license: Optional[str] = None
+    access_restrictions: Optional[str] = None
+    # Maintenance
+    maintainer: Optional[str] = None
+    update_frequency: Optional[str] = None
+    deprecation_policy: Optional[str] = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class StageTransition(BaseModel):
+    """One stage change of a version: from, to, when, who (the OS user)."""
+
+    from_stage: Optional[Stage]
+    to_stage: Stage
+    at: datetime
+    by: str
+
+
+class ArtifactVersion(BaseModel):
+    """One registered version of a model, dataset or recipe."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["model", "dataset", "recipe"]
+    name: str
+    version: str
+    stage: Stage
+    digest: str = Field(description="BLAKE3 of the file, or of the tree manifest (64 hex).")
+    layout: Literal["file", "tree"]
+    size: int = Field(description="Logical bytes: the file, or the sum of a directory's files.")
+    file_count: int
+    description: Optional[str] = None
+    aliases: list[str] = Field(default_factory=list)
+    tags: dict[str, str] = Field(default_factory=dict)
+    created_at: datetime
+    created_by: str
+    history: list[StageTransition] = Field(default_factory=list)
+    _document: Optional[str] = PrivateAttr(default=None)
+
+    @property
+    def ref(self) -> str:
+        """``name:version``, usable wherever a reference is accepted."""
+        return f"{self.name}:{self.version}"
+
+    def document(self) -> Optional[dict[str, Any]]:
+        """The stored card or datasheet as plain JSON data, if any."""
+        return json.loads(self._document) if self._document else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form the CLI prints (``--json``)."""
+        data = self.model_dump(mode="json")
+        data["document"] = self.document()
+        return data
+
+
+class ModelVersion(ArtifactVersion):
+    kind: Literal["model"] = "model"
+
+    @property
+    def card(self) -> Optional[ModelCard]:
+        document = self.document()
+        return ModelCard.model_validate(document) if document is not None else None
+
+
+class DatasetVersion(ArtifactVersion):
+    kind: Literal["dataset"] = "dataset"
+
+    @property
+    def datasheet(self) -> Optional[Datasheet]:
+        document = self.document()
+        return Datasheet.model_validate(document) if document is not None else None
+
+
+class NameSummary(BaseModel):
+    name: str
+    versions: int
+    latest: Optional[str] = Field(None, description="Highest version that is not a pre-release.")
+
+
+class RegistryStats(BaseModel):
+    models: int
+    datasets: int
+    recipes: int
+    runs: int = 0
+    versions: int
+    objects: int
+    stored_bytes: int = Field(description="Bytes stored, each object once (after dedup).")
+    logical_bytes: int = Field(description="Sum of every version's size (before dedup).")
+
+    @property
+    def dedup_ratio(self) -> Optional[float]:
+        return self.logical_bytes / self.stored_bytes if self.stored_bytes else None
+
+
+class VerifyProblem(BaseModel):
+    digest: Optional[str]
+    kind: Literal["corrupt", "truncated", "missing", "unreadable", "stray"]
+    path: str
+    detail: str
+    breaks: list[str] = Field(description="Every `name:version` that needs the object.")
+
+
+class VerifyResult(BaseModel):
+    ok: bool
+    checked: int
+    bytes: int
+    problems: list[VerifyProblem]

@@ -1,0 +1,436 @@
+"""The registry API: register, find, download, stage, alias and tag models and datasets.
+
+Everything here is a thin layer over the Rust core (`pacha._core.Registry`): versions,
+references, stage rules, storage and the database live there, once. This module adds the
+documents (model cards, datasheets) and turns records into pydantic models.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any, Optional, TypeVar, Union
+
+from pacha import _core
+from pacha.cards import load_document, render_model_card
+from pacha.errors import NotFoundError
+from pacha.home import registry_path
+from pacha.models import (
+    ArtifactVersion,
+    DatasetVersion,
+    Datasheet,
+    ModelCard,
+    ModelVersion,
+    NameSummary,
+    RegistryStats,
+    Stage,
+    StageTransition,
+    VerifyProblem,
+    VerifyResult,
+)
+
+__all__ = ["Registry"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+V = TypeVar("V", bound=ArtifactVersion)
+D = TypeVar("D", ModelCard, Datasheet)
+
+
+def _actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in the environment (some containers)
+        return f"uid:{os.getuid()}"
+
+
+def _timestamp(text: str) -> datetime:
+    # SQLite writes UTC as ...Z; fromisoformat accepts 'Z' only from Python 3.11.
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+def _record(
+    info: _core.VersionInfo, cls: type[V], history: Optional[list[StageTransition]] = None
+) -> V:
+    # model_construct: the core already validated everything; listing 10,000 versions
+    # must not pay for validating them again.
+    version = cls.model_construct(
+        kind=info.kind,
+        name=info.name,
+        version=info.version,
+        stage=Stage(info.stage),
+        digest=info.digest,
+        layout=info.layout,
+        size=info.size,
+        file_count=info.file_count,
+        description=info.description,
+        aliases=list(info.aliases),
+        tags=dict(info.tags),
+        created_at=_timestamp(info.created_at),
+        created_by=info.created_by,
+        history=history or [],
+    )
+    version._document = info.card
+    return version
+
+
+def _document(value: Union[D, Mapping[str, Any], PathLike, None], model: type[D]) -> Optional[D]:
+    if value is None:
+        return None
+    if isinstance(value, model):
+        return value
+    if isinstance(value, Mapping):
+        return model.model_validate(dict(value))
+    return load_document(value, model)
+
+
+def _tag_pairs(tags: Optional[Mapping[str, str]]) -> list[tuple[str, str]]:
+    return [(str(k), str(v)) for k, v in (tags or {}).items()]
+
+
+class Registry:
+    """A pacha registry: ``Registry()`` opens ``$PACHA_HOME`` (else ``~/.pacha``).
+
+    References are ``name:1.2.0``, ``name:latest``, ``name@production`` or ``name@champion``;
+    every method that takes one also accepts a bare name plus ``version=``.
+    """
+
+    def __init__(self, path: Optional[PathLike] = None) -> None:
+        self.path = registry_path(path)
+        self._core = _core.Registry(self.path)
+
+    def __repr__(self) -> str:
+        return f"Registry({str(self.path)!r})"
+
+    @property
+    def store(self) -> _core.ObjectStore:
+        """The content-addressed object store under this registry."""
+        return self._core.store
+
+    # ---- models ----
+
+    def register_model(
+        self,
+        name: str,
+        path: PathLike,
+        version: Optional[str] = None,
+        *,
+        bump: Optional[str] = None,
+        description: Optional[str] = None,
+        card: Union[ModelCard, Mapping[str, Any], PathLike, None] = None,
+        metrics: Optional[Mapping[str, float]] = None,
+        tags: Optional[Mapping[str, str]] = None,
+        progress: Optional[_core.Progress] = None,
+    ) -> ModelVersion:
+        """Register a model file or directory (a Hugging Face folder, say) as a new version.
+
+        Give ``version`` ("1.0.0") or ``bump`` ("major" | "minor" | "patch"). ``card`` is a
+        `ModelCard`, a mapping, or a TOML/YAML/JSON/Markdown file; ``metrics`` go into it.
+        """
+        model_card = _document(card, ModelCard)
+        if metrics:
+            model_card = model_card or ModelCard()
+            model_card = model_card.model_copy(
+                update={
+                    "metrics": {**model_card.metrics, **{k: float(v) for k, v in metrics.items()}}
+                }
+            )
+        if model_card is not None and description and not model_card.description:
+            model_card = model_card.model_copy(update={"description": description})
+        return self._register(
+            "model",
+            name,
+            path,
+            version,
+            bump,
+            description,
+            model_card,
+            tags,
+            progress,
+            ModelVersion,
+        )
+
+    def get_model(self, ref: str, version: Optional[str] = None) -> ModelVersion:
+        """One model version, with its stage history."""
+        return self._get("model", ref, version, ModelVersion)
+
+    def list_models(self) -> list[NameSummary]:
+        """Every model name with its number of versions and latest release."""
+        return self._names("model")
+
+    def list_model_versions(
+        self,
+        name: Optional[str] = None,
+        *,
+        stage: Union[Stage, str, None] = None,
+        tags: Optional[Mapping[str, str]] = None,
+    ) -> list[ModelVersion]:
+        """Versions in precedence order (1.2.0 before 1.10.0), optionally filtered."""
+        return self._versions("model", name, stage, tags, ModelVersion)
+
+    def download_model(
+        self,
+        ref: str,
+        output: PathLike,
+        version: Optional[str] = None,
+        *,
+        force: bool = False,
+        progress: Optional[_core.Progress] = None,
+    ) -> ModelVersion:
+        """Write a model to ``output`` (verified while streaming; never clobbers unless
+        ``force``)."""
+        return self._download("model", ref, output, version, force, progress, ModelVersion)
+
+    def stage_model(
+        self,
+        ref: str,
+        stage: Union[Stage, str],
+        version: Optional[str] = None,
+        *,
+        archive_existing: bool = False,
+    ) -> ModelVersion:
+        """Move a model version to ``stage``; with ``archive_existing``, the version currently
+        in production is archived in the same transaction."""
+        return self._stage("model", ref, stage, version, archive_existing, ModelVersion)
+
+    def alias_model(self, ref: str, alias: str, version: Optional[str] = None) -> ModelVersion:
+        """Point ``alias`` (e.g. "champion") at a version, moving it if it pointed elsewhere."""
+        return self._alias("model", ref, alias, version, ModelVersion)
+
+    def delete_model_alias(self, name: str, alias: str) -> None:
+        self._core.delete_alias("model", name, alias)
+
+    def tag_model(
+        self, ref: str, tags: Mapping[str, str], version: Optional[str] = None
+    ) -> ModelVersion:
+        """Set key=value tags on a version (existing keys are overwritten)."""
+        return self._tag("model", ref, tags, version, ModelVersion)
+
+    def model_card(self, ref: str, version: Optional[str] = None) -> str:
+        """The version's model card as Markdown with YAML front matter (Hugging Face style)."""
+        model = self.get_model(ref, version)
+        card = model.card or ModelCard(description=model.description)
+        return render_model_card(card, model.name, model.version)
+
+    # ---- datasets ----
+
+    def register_dataset(
+        self,
+        name: str,
+        path: PathLike,
+        version: Optional[str] = None,
+        *,
+        bump: Optional[str] = None,
+        description: Optional[str] = None,
+        datasheet: Union[Datasheet, Mapping[str, Any], PathLike, None] = None,
+        purpose: Optional[str] = None,
+        tags: Optional[Mapping[str, str]] = None,
+        progress: Optional[_core.Progress] = None,
+    ) -> DatasetVersion:
+        """Register a dataset file or directory as a new version. ``purpose`` is the quick
+        form of a datasheet; ``datasheet`` the full one (object, mapping or file)."""
+        sheet = _document(datasheet, Datasheet)
+        if purpose:
+            sheet = (sheet or Datasheet()).model_copy(update={"purpose": purpose})
+        return self._register(
+            "dataset", name, path, version, bump, description, sheet, tags, progress, DatasetVersion
+        )
+
+    def get_dataset(self, ref: str, version: Optional[str] = None) -> DatasetVersion:
+        return self._get("dataset", ref, version, DatasetVersion)
+
+    def list_datasets(self) -> list[NameSummary]:
+        return self._names("dataset")
+
+    def list_dataset_versions(
+        self,
+        name: Optional[str] = None,
+        *,
+        stage: Union[Stage, str, None] = None,
+        tags: Optional[Mapping[str, str]] = None,
+    ) -> list[DatasetVersion]:
+        return self._versions("dataset", name, stage, tags, DatasetVersion)
+
+    def download_dataset(
+        self,
+        ref: str,
+        output: PathLike,
+        version: Optional[str] = None,
+        *,
+        force: bool = False,
+        progress: Optional[_core.Progress] = None,
+    ) -> DatasetVersion:
+        return self._download("dataset", ref, output, version, force, progress, DatasetVersion)
+
+    def stage_dataset(
+        self,
+        ref: str,
+        stage: Union[Stage, str],
+        version: Optional[str] = None,
+        *,
+        archive_existing: bool = False,
+    ) -> DatasetVersion:
+        return self._stage("dataset", ref, stage, version, archive_existing, DatasetVersion)
+
+    def alias_dataset(self, ref: str, alias: str, version: Optional[str] = None) -> DatasetVersion:
+        return self._alias("dataset", ref, alias, version, DatasetVersion)
+
+    def delete_dataset_alias(self, name: str, alias: str) -> None:
+        self._core.delete_alias("dataset", name, alias)
+
+    def tag_dataset(
+        self, ref: str, tags: Mapping[str, str], version: Optional[str] = None
+    ) -> DatasetVersion:
+        return self._tag("dataset", ref, tags, version, DatasetVersion)
+
+    # ---- the whole registry ----
+
+    def stats(self) -> RegistryStats:
+        s = self._core.stats()
+        return RegistryStats(
+            models=s.models,
+            datasets=s.datasets,
+            recipes=s.recipes,
+            versions=s.versions,
+            objects=s.objects,
+            stored_bytes=s.stored_bytes,
+            logical_bytes=s.logical_bytes,
+        )
+
+    def verify(
+        self, refs: Optional[Iterable[str]] = None, *, progress: Optional[_core.Progress] = None
+    ) -> VerifyResult:
+        """Re-hash the objects of the given versions (default: every version) and report each
+        problem with every ``name:version`` it breaks. References are looked up among models
+        and datasets."""
+        ids: Optional[list[int]] = None
+        if refs is not None:
+            ids = []
+            for ref in refs:
+                found = []
+                for kind in ("model", "dataset"):
+                    try:
+                        found.append(self._core.resolve(kind, ref).id)
+                    except NotFoundError:
+                        continue
+                if not found:
+                    raise NotFoundError(
+                        f"no model or dataset {ref!r}; "
+                        "`pacha model list` and `pacha data list` show what exists"
+                    )
+                ids += found
+        report = self._core.verify(ids, progress)
+        problems = [
+            VerifyProblem(
+                digest=p.problem.digest,
+                kind=p.problem.kind,  # type: ignore[arg-type]
+                path=p.problem.path,
+                detail=p.problem.detail,
+                breaks=list(p.users),
+            )
+            for p in report.problems
+        ]
+        return VerifyResult(
+            ok=not problems, checked=report.checked, bytes=report.bytes, problems=problems
+        )
+
+    # ---- shared by models and datasets ----
+
+    def _register(
+        self,
+        kind: str,
+        name: str,
+        path: PathLike,
+        version: Optional[str],
+        bump: Optional[str],
+        description: Optional[str],
+        document: Union[ModelCard, Datasheet, None],
+        tags: Optional[Mapping[str, str]],
+        progress: Optional[_core.Progress],
+        cls: type[V],
+    ) -> V:
+        info = self._core.register(
+            kind,
+            name,
+            os.fspath(path),
+            version=version,
+            bump=bump,
+            description=description,
+            card=document.model_dump_json(exclude_defaults=True) if document is not None else None,
+            tags=_tag_pairs(tags),
+            actor=_actor(),
+            progress=progress,
+        )
+        return self._with_history(info, cls)
+
+    def _with_history(self, info: _core.VersionInfo, cls: type[V]) -> V:
+        history = [
+            StageTransition(
+                from_stage=Stage(t.from_stage) if t.from_stage else None,
+                to_stage=Stage(t.to_stage),
+                at=_timestamp(t.at),
+                by=t.by,
+            )
+            for t in self._core.history(info.id)
+        ]
+        return _record(info, cls, history)
+
+    def _get(self, kind: str, ref: str, version: Optional[str], cls: type[V]) -> V:
+        return self._with_history(self._core.resolve(kind, ref, version), cls)
+
+    def _names(self, kind: str) -> list[NameSummary]:
+        return [
+            NameSummary(name=n.name, versions=n.versions, latest=n.latest)
+            for n in self._core.list_names(kind)
+        ]
+
+    def _versions(
+        self,
+        kind: str,
+        name: Optional[str],
+        stage: Union[Stage, str, None],
+        tags: Optional[Mapping[str, str]],
+        cls: type[V],
+    ) -> list[V]:
+        stage_text = stage.value if isinstance(stage, Stage) else stage
+        infos = self._core.list_versions(kind, name, stage_text, _tag_pairs(tags))
+        return [_record(info, cls) for info in infos]
+
+    def _download(
+        self,
+        kind: str,
+        ref: str,
+        output: PathLike,
+        version: Optional[str],
+        force: bool,
+        progress: Optional[_core.Progress],
+        cls: type[V],
+    ) -> V:
+        info = self._core.download(
+            kind, ref, version, os.fspath(output), overwrite=force, progress=progress
+        )
+        return _record(info, cls)
+
+    def _stage(
+        self,
+        kind: str,
+        ref: str,
+        stage: Union[Stage, str],
+        version: Optional[str],
+        archive_existing: bool,
+        cls: type[V],
+    ) -> V:
+        target = stage.value if isinstance(stage, Stage) else stage
+        info = self._core.transition(
+            kind, ref, version, target, archive_existing=archive_existing, actor=_actor()
+        )
+        return self._with_history(info, cls)
+
+    def _alias(self, kind: str, ref: str, alias: str, version: Optional[str], cls: type[V]) -> V:
+        return _record(self._core.set_alias(kind, ref, version, alias), cls)
+
+    def _tag(
+        self, kind: str, ref: str, tags: Mapping[str, str], version: Optional[str], cls: type[V]
+    ) -> V:
+        return _record(self._core.set_tags(kind, ref, version, _tag_pairs(tags)), cls)

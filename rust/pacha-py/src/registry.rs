@@ -1,0 +1,412 @@
+//! The registry for Python: a handle over the core's `Registry` and plain records. The
+//! Python layer (`python/pacha/registry.py`) turns the records into pydantic models.
+
+use std::path::PathBuf;
+
+use pacha_core::meta::{
+    self, Bump, Kind, ListFilter, Reference, Stage, Version, VersionChoice, VersionRecord,
+};
+use pacha_core::registry::{self, RegisterRequest};
+use pyo3::prelude::*;
+
+use crate::detach::{progress_of, run_detached, Progress};
+use crate::errors::to_py;
+use crate::store::{ObjectStore, Problem};
+
+fn kind(text: &str) -> PyResult<Kind> {
+    Kind::parse(text).map_err(to_py)
+}
+
+fn reference(text: &str, version: Option<&str>) -> PyResult<Reference> {
+    Reference::parse(text, version).map_err(to_py)
+}
+
+/// One registered version.
+#[pyclass(frozen, get_all, skip_from_py_object, module = "pacha._core")]
+#[derive(Debug, Clone)]
+pub struct VersionInfo {
+    pub id: i64,
+    pub kind: String,
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+    pub layout: String,
+    pub size: u64,
+    pub file_count: u64,
+    pub stage: String,
+    pub description: Option<String>,
+    pub card: Option<String>,
+    pub aliases: Vec<String>,
+    pub tags: Vec<(String, String)>,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+impl From<VersionRecord> for VersionInfo {
+    fn from(r: VersionRecord) -> Self {
+        VersionInfo {
+            id: r.id,
+            kind: r.kind.as_str().to_string(),
+            name: r.name,
+            version: r.version,
+            digest: r.digest.to_hex(),
+            layout: r.layout.as_str().to_string(),
+            size: r.size,
+            file_count: r.file_count,
+            stage: r.stage.as_str().to_string(),
+            description: r.description,
+            card: r.card,
+            aliases: r.aliases,
+            tags: r.tags,
+            created_at: r.created_at,
+            created_by: r.created_by,
+        }
+    }
+}
+
+#[pymethods]
+impl VersionInfo {
+    fn __repr__(&self) -> String {
+        format!("VersionInfo({} {}:{})", self.kind, self.name, self.version)
+    }
+}
+
+/// One stage change.
+#[pyclass(frozen, get_all, skip_from_py_object, module = "pacha._core")]
+#[derive(Debug, Clone)]
+pub struct TransitionInfo {
+    pub from_stage: Option<String>,
+    pub to_stage: String,
+    pub at: String,
+    pub by: String,
+}
+
+/// A name and how many versions it has.
+#[pyclass(frozen, get_all, skip_from_py_object, module = "pacha._core")]
+#[derive(Debug, Clone)]
+pub struct NameInfo {
+    pub name: String,
+    pub versions: u64,
+    pub latest: Option<String>,
+}
+
+/// A verify problem and the versions it breaks (`kind name:version`).
+#[pyclass(frozen, get_all, skip_from_py_object, module = "pacha._core")]
+#[derive(Debug, Clone)]
+pub struct RegistryProblem {
+    pub problem: Problem,
+    pub users: Vec<String>,
+}
+
+#[pyclass(frozen, get_all, skip_from_py_object, module = "pacha._core")]
+#[derive(Debug, Clone)]
+pub struct RegistryVerifyReport {
+    pub checked: u64,
+    pub bytes: u64,
+    pub problems: Vec<RegistryProblem>,
+}
+
+/// Counts for `pacha stats`.
+#[pyclass(frozen, get_all, skip_from_py_object, module = "pacha._core")]
+#[derive(Debug, Clone)]
+pub struct StatsInfo {
+    pub models: u64,
+    pub datasets: u64,
+    pub recipes: u64,
+    pub versions: u64,
+    pub objects: u64,
+    pub stored_bytes: u64,
+    pub logical_bytes: u64,
+}
+
+/// A registry: the object store and the metadata database under one directory.
+#[pyclass(frozen, module = "pacha._core")]
+#[derive(Debug)]
+pub struct Registry(registry::Registry);
+
+#[pymethods]
+impl Registry {
+    /// Open (creating with mode 0700 if needed) the registry at `root`.
+    #[new]
+    fn new(py: Python<'_>, root: PathBuf) -> PyResult<Self> {
+        py.detach(|| registry::Registry::open(root))
+            .map(Registry)
+            .map_err(to_py)
+    }
+
+    #[getter]
+    fn root(&self) -> PathBuf {
+        self.0.root().to_path_buf()
+    }
+
+    /// The registry's object store.
+    #[getter]
+    fn store(&self) -> ObjectStore {
+        ObjectStore::from_arc(self.0.store().clone())
+    }
+
+    /// Register the file or directory `source` as a new version. Give exactly one of
+    /// `version` and `bump`.
+    #[pyo3(signature = (kind, name, source, *, version = None, bump = None, description = None,
+                        card = None, tags = Vec::new(), actor, progress = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn register(
+        &self,
+        py: Python<'_>,
+        kind: &str,
+        name: String,
+        source: PathBuf,
+        version: Option<&str>,
+        bump: Option<&str>,
+        description: Option<String>,
+        card: Option<String>,
+        tags: Vec<(String, String)>,
+        actor: String,
+        progress: Option<&Bound<'_, Progress>>,
+    ) -> PyResult<VersionInfo> {
+        let choice = match (version, bump) {
+            (Some(v), None) => VersionChoice::Exact(Version::parse(v).map_err(to_py)?),
+            (None, Some(b)) => VersionChoice::Bump(Bump::parse(b).map_err(to_py)?),
+            _ => {
+                return Err(crate::errors::InvalidInputError::new_err(
+                    "give a version (-v 1.0.0) or a bump (--bump major|minor|patch), not both or neither",
+                ))
+            }
+        };
+        let request = RegisterRequest {
+            kind: self::kind(kind)?,
+            name,
+            version: choice,
+            source,
+            description,
+            card,
+            tags,
+            actor,
+        };
+        let registry = self.0.clone();
+        run_detached(py, progress_of(progress), move |p| {
+            registry.register(&request, p)
+        })
+        .map(VersionInfo::from)
+    }
+
+    /// Resolve `reference` (`NAME:VERSION`, `NAME:latest`, `NAME@STAGE`, `NAME@ALIAS`, or a
+    /// bare name with `version`).
+    #[pyo3(signature = (kind, reference, version = None))]
+    fn resolve(
+        &self,
+        py: Python<'_>,
+        kind: &str,
+        reference: &str,
+        version: Option<&str>,
+    ) -> PyResult<VersionInfo> {
+        let kind = self::kind(kind)?;
+        let reference = self::reference(reference, version)?;
+        py.detach(|| self.0.meta().resolve(kind, &reference))
+            .map(VersionInfo::from)
+            .map_err(to_py)
+    }
+
+    fn list_names(&self, py: Python<'_>, kind: &str) -> PyResult<Vec<NameInfo>> {
+        let kind = self::kind(kind)?;
+        let names = py
+            .detach(|| self.0.meta().list_names(kind))
+            .map_err(to_py)?;
+        Ok(names
+            .into_iter()
+            .map(|n| NameInfo {
+                name: n.name,
+                versions: n.versions,
+                latest: n.latest,
+            })
+            .collect())
+    }
+
+    /// Versions in precedence order (per name, names alphabetical), optionally filtered.
+    #[pyo3(signature = (kind, name = None, stage = None, tags = Vec::new()))]
+    fn list_versions(
+        &self,
+        py: Python<'_>,
+        kind: &str,
+        name: Option<String>,
+        stage: Option<&str>,
+        tags: Vec<(String, String)>,
+    ) -> PyResult<Vec<VersionInfo>> {
+        let kind = self::kind(kind)?;
+        let name = name
+            .map(|n| meta::names::validate_name(&n))
+            .transpose()
+            .map_err(to_py)?;
+        let filter = ListFilter {
+            stage: stage.map(Stage::parse).transpose().map_err(to_py)?,
+            tags,
+        };
+        let versions = py
+            .detach(|| self.0.meta().list_versions(kind, name.as_deref(), &filter))
+            .map_err(to_py)?;
+        Ok(versions.into_iter().map(VersionInfo::from).collect())
+    }
+
+    /// Move a version to another stage (the original pacha's rules).
+    #[pyo3(signature = (kind, reference, version, to, *, archive_existing = false, actor))]
+    #[allow(clippy::too_many_arguments)]
+    fn transition(
+        &self,
+        py: Python<'_>,
+        kind: &str,
+        reference: &str,
+        version: Option<&str>,
+        to: &str,
+        archive_existing: bool,
+        actor: String,
+    ) -> PyResult<VersionInfo> {
+        let kind = self::kind(kind)?;
+        let reference = self::reference(reference, version)?;
+        let to = Stage::parse(to).map_err(to_py)?;
+        py.detach(|| {
+            self.0
+                .meta()
+                .transition(kind, &reference, to, archive_existing, &actor)
+        })
+        .map(VersionInfo::from)
+        .map_err(to_py)
+    }
+
+    fn history(&self, py: Python<'_>, version_id: i64) -> PyResult<Vec<TransitionInfo>> {
+        let history = py
+            .detach(|| self.0.meta().history(version_id))
+            .map_err(to_py)?;
+        Ok(history
+            .into_iter()
+            .map(|t| TransitionInfo {
+                from_stage: t.from.map(|s| s.as_str().to_string()),
+                to_stage: t.to.as_str().to_string(),
+                at: t.at,
+                by: t.by,
+            })
+            .collect())
+    }
+
+    #[pyo3(signature = (kind, reference, version, alias))]
+    fn set_alias(
+        &self,
+        py: Python<'_>,
+        kind: &str,
+        reference: &str,
+        version: Option<&str>,
+        alias: &str,
+    ) -> PyResult<VersionInfo> {
+        let kind = self::kind(kind)?;
+        let reference = self::reference(reference, version)?;
+        py.detach(|| self.0.meta().set_alias(kind, &reference, alias))
+            .map(VersionInfo::from)
+            .map_err(to_py)
+    }
+
+    fn delete_alias(&self, py: Python<'_>, kind: &str, name: &str, alias: &str) -> PyResult<()> {
+        let kind = self::kind(kind)?;
+        py.detach(|| self.0.meta().delete_alias(kind, name, alias))
+            .map_err(to_py)
+    }
+
+    #[pyo3(signature = (kind, reference, version, tags))]
+    fn set_tags(
+        &self,
+        py: Python<'_>,
+        kind: &str,
+        reference: &str,
+        version: Option<&str>,
+        tags: Vec<(String, String)>,
+    ) -> PyResult<VersionInfo> {
+        let kind = self::kind(kind)?;
+        let reference = self::reference(reference, version)?;
+        py.detach(|| self.0.meta().set_tags(kind, &reference, &tags))
+            .map(VersionInfo::from)
+            .map_err(to_py)
+    }
+
+    /// Write a version to `dest` (a file, or a directory for directory artifacts), verified.
+    #[pyo3(signature = (kind, reference, version, dest, *, overwrite = false, progress = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn download(
+        &self,
+        py: Python<'_>,
+        kind: &str,
+        reference: &str,
+        version: Option<&str>,
+        dest: PathBuf,
+        overwrite: bool,
+        progress: Option<&Bound<'_, Progress>>,
+    ) -> PyResult<VersionInfo> {
+        let kind = self::kind(kind)?;
+        let reference = self::reference(reference, version)?;
+        let registry = self.0.clone();
+        run_detached(py, progress_of(progress), move |p| {
+            registry.download(kind, &reference, &dest, overwrite, p)
+        })
+        .map(VersionInfo::from)
+    }
+
+    /// Check the objects of the given version ids (all versions when None).
+    #[pyo3(signature = (version_ids = None, progress = None))]
+    fn verify(
+        &self,
+        py: Python<'_>,
+        version_ids: Option<Vec<i64>>,
+        progress: Option<&Bound<'_, Progress>>,
+    ) -> PyResult<RegistryVerifyReport> {
+        let registry = self.0.clone();
+        let report = run_detached(py, progress_of(progress), move |p| {
+            registry.verify(version_ids.as_deref(), p)
+        })?;
+        Ok(RegistryVerifyReport {
+            checked: report.checked,
+            bytes: report.bytes,
+            problems: report
+                .problems
+                .into_iter()
+                .map(|p| RegistryProblem {
+                    problem: Problem::from(p.problem),
+                    users: p.users,
+                })
+                .collect(),
+        })
+    }
+
+    fn stats(&self, py: Python<'_>) -> PyResult<StatsInfo> {
+        let s = py.detach(|| self.0.meta().stats()).map_err(to_py)?;
+        Ok(StatsInfo {
+            models: s.models,
+            datasets: s.datasets,
+            recipes: s.recipes,
+            versions: s.versions,
+            objects: s.objects,
+            stored_bytes: s.stored_bytes,
+            logical_bytes: s.logical_bytes,
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Registry({:?})", self.0.root())
+    }
+}
+
+/// Canonical text of a semantic version; raises `InvalidInputError` for anything else.
+#[pyfunction]
+pub fn parse_version(text: &str) -> PyResult<String> {
+    Version::parse(text).map(|v| v.to_string()).map_err(to_py)
+}
+
+/// -1, 0 or 1 as `a` has lower, equal or higher precedence than `b` (SemVer 2.0.0 §11).
+#[pyfunction]
+pub fn compare_versions(a: &str, b: &str) -> PyResult<i32> {
+    let a = Version::parse(a).map_err(to_py)?;
+    let b = Version::parse(b).map_err(to_py)?;
+    Ok(a.cmp_precedence(&b) as i32)
+}
+
+/// The canonical (NFC) form of a valid artifact name; raises `InvalidInputError` otherwise.
+#[pyfunction]
+pub fn validate_name(text: &str) -> PyResult<String> {
+    meta::names::validate_name(text).map_err(to_py)
+}
