@@ -1,0 +1,474 @@
+"""``pacha model …`` and ``pacha data …``: one command set, built once per kind.
+
+Every command is a thin wrapper over `pacha.Registry`; anything the CLI does, the API does.
+References: NAME:VERSION, NAME:latest, NAME@STAGE, NAME@ALIAS, or NAME -v VERSION.
+"""
+
+# No `from __future__ import annotations` here: Typer evaluates the option annotations at
+# run time, and several depend on `kind`, a variable of `make_group`.
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from pacha.models import ArtifactVersion
+    from pacha.registry import Registry
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+QuietOption = Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar, less output.")]
+VersionOption = Annotated[
+    Optional[str],
+    typer.Option("-v", "--version", metavar="VERSION", help="The version, if REF is a bare name."),
+]
+TagOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--tag", metavar="KEY=VALUE", help="A tag; repeat for several."),
+]
+
+
+def open_registry(ctx: typer.Context) -> "Registry":
+    from pacha.registry import Registry
+
+    return Registry(ctx.find_root().obj["registry"])
+
+
+def parse_pairs(items: Optional[list[str]], what: str) -> dict[str, str]:
+    """``["k=v", ...]`` → dict, with a clear error for anything else."""
+    from pacha.errors import InvalidInputError
+
+    pairs: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInputError(f"invalid {what} {item!r}: write KEY=VALUE, e.g. team=nlp")
+        pairs[key] = value
+    return pairs
+
+
+def parse_metrics(items: Optional[list[str]]) -> dict[str, float]:
+    from pacha.errors import InvalidInputError
+
+    metrics = {}
+    for key, value in parse_pairs(items, "metric").items():
+        try:
+            metrics[key] = float(value)
+        except ValueError:
+            raise InvalidInputError(
+                f"invalid metric {key}={value!r}: the value must be a number, e.g. accuracy=0.93"
+            ) from None
+    return metrics
+
+
+def _stage_style(stage: str) -> str:
+    return {"production": "bold green", "staging": "yellow", "archived": "dim"}.get(stage, "")
+
+
+def print_versions(versions: "list[ArtifactVersion]") -> None:
+    from rich.table import Table
+
+    from pacha.cli.output import human_size, stdout_console
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "version", "stage", "size", "aliases", "tags", "created"):
+        table.add_column(column, justify="right" if column == "size" else "left", no_wrap=True)
+    for v in versions:
+        table.add_row(
+            v.name,
+            v.version,
+            f"[{_stage_style(v.stage.value)}]{v.stage.value}[/]"
+            if _stage_style(v.stage.value)
+            else v.stage.value,
+            human_size(v.size),
+            ", ".join(v.aliases),
+            ", ".join(f"{k}={val}" for k, val in v.tags.items()),
+            v.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    stdout_console().print(table, soft_wrap=True)
+
+
+def print_version_details(v: "ArtifactVersion") -> None:
+    from rich.table import Table
+
+    from pacha.cli.output import human_size, stdout_console
+
+    console = stdout_console()
+    details = Table(box=None, show_header=False, pad_edge=False)
+    details.add_column(style="bold")
+    details.add_column(overflow="fold")
+    rows: list[tuple[str, str]] = [
+        ("name", v.name),
+        ("version", v.version),
+        ("stage", v.stage.value),
+        ("digest", v.digest),
+        ("size", f"{human_size(v.size)} ({v.size} bytes)"),
+        ("layout", v.layout if v.layout == "file" else f"directory of {v.file_count} files"),
+        ("created", f"{v.created_at.isoformat()} by {v.created_by}"),
+    ]
+    if v.description:
+        rows.append(("description", v.description))
+    if v.aliases:
+        rows.append(("aliases", ", ".join(v.aliases)))
+    if v.tags:
+        rows.append(("tags", ", ".join(f"{k}={val}" for k, val in v.tags.items())))
+    document = v.document()
+    if document and document.get("metrics"):
+        rows.append(
+            ("metrics", ", ".join(f"{k}={val:g}" for k, val in document["metrics"].items()))
+        )
+    if document and document.get("purpose"):
+        rows.append(("purpose", str(document["purpose"])))
+    for key, value in rows:
+        details.add_row(key, value)
+    console.print(details, soft_wrap=True)
+    if v.history:
+        history = Table(title="stage history", title_justify="left", box=None, pad_edge=False)
+        for column in ("from", "to", "when", "who"):
+            history.add_column(column)
+        for t in v.history:
+            history.add_row(
+                t.from_stage.value if t.from_stage else "—",
+                t.to_stage.value,
+                t.at.isoformat(),
+                t.by,
+            )
+        console.print()
+        console.print(history, soft_wrap=True)
+
+
+def make_group(kind: str) -> typer.Typer:
+    """The command group for `kind` ("model" or "dataset")."""
+    noun = "model" if kind == "model" else "dataset"
+    cmd = "model" if kind == "model" else "data"
+    group = typer.Typer(
+        help=(
+            f"Register, find, download, stage, alias and tag {noun}s.\n\n"
+            "Examples:\n\n"
+            f"  pacha {cmd} register my-{noun} ./path -v 1.0.0\n\n"
+            f"  pacha {cmd} list my-{noun}\n\n"
+            f"  pacha {cmd} get my-{noun}:latest\n\n"
+            f"  pacha {cmd} download my-{noun}@production -o ./out"
+        ),
+        no_args_is_help=True,
+        rich_markup_mode=None,
+    )
+
+    def registered(result: "ArtifactVersion", json_out: bool, verb: str) -> None:
+        from pacha.cli.output import human_size, print_json
+
+        if json_out:
+            print_json(result.to_json())
+        else:
+            typer.echo(
+                f"{verb} {noun} {result.ref} ({human_size(result.size)}, {result.stage.value}, "
+                f"BLAKE3 {result.digest[:16]}…)"
+            )
+
+    @group.command("register")
+    def register(
+        ctx: typer.Context,
+        name: Annotated[str, typer.Argument(help=f"The {noun}'s name, e.g. bert-base.")],
+        path: Annotated[str, typer.Argument(metavar="PATH", help="A file or a directory.")],
+        version: Annotated[
+            Optional[str],
+            typer.Option(
+                "-v", "--version", metavar="VERSION", help="Semantic version, e.g. 1.0.0."
+            ),
+        ] = None,
+        bump: Annotated[
+            Optional[str],
+            typer.Option(
+                "--bump", metavar="PART", help="Pick the next version: major, minor or patch."
+            ),
+        ] = None,
+        description: Annotated[
+            Optional[str], typer.Option("-d", "--description", help="One-line description.")
+        ] = None,
+        card: Annotated[
+            Optional[str],
+            typer.Option(
+                "--card" if kind == "model" else "--datasheet",
+                metavar="FILE",
+                help="Model card (TOML, YAML, JSON or Markdown)"
+                if kind == "model"
+                else "Datasheet (TOML, YAML or JSON).",
+            ),
+        ] = None,
+        metric: Annotated[
+            Optional[list[str]],
+            typer.Option(
+                "--metric",
+                metavar="KEY=VALUE",
+                help="A metric for the model card; repeatable.",
+                hidden=kind != "model",
+            ),
+        ] = None,
+        purpose: Annotated[
+            Optional[str],
+            typer.Option(
+                "-p",
+                "--purpose",
+                help="Why the dataset exists (datasheet).",
+                hidden=kind == "model",
+            ),
+        ] = None,
+        tag: TagOption = None,
+        json_out: JsonOption = False,
+        quiet: QuietOption = False,
+    ) -> None:
+        """Register PATH (a file or a directory) as a new version of NAME."""
+        from pacha.cli.progress import transfer_progress
+        from pacha.errors import InvalidInputError
+
+        if (version is None) == (bump is None):
+            raise InvalidInputError("give a version (-v 1.0.0) or --bump major|minor|patch")
+        registry = open_registry(ctx)
+        tags = parse_pairs(tag, "tag")
+        with transfer_progress(f"registering {name}", quiet=quiet) as progress:
+            if kind == "model":
+                if purpose:
+                    raise InvalidInputError("-p/--purpose is for datasets; use -d for a model")
+                result: ArtifactVersion = registry.register_model(
+                    name,
+                    path,
+                    version,
+                    bump=bump,
+                    description=description,
+                    card=card,
+                    metrics=parse_metrics(metric),
+                    tags=tags,
+                    progress=progress,
+                )
+            else:
+                if metric:
+                    raise InvalidInputError("--metric is for models; datasets take --datasheet")
+                result = registry.register_dataset(
+                    name,
+                    path,
+                    version,
+                    bump=bump,
+                    description=description,
+                    datasheet=card,
+                    purpose=purpose,
+                    tags=tags,
+                    progress=progress,
+                )
+        registered(result, json_out, "registered")
+
+    @group.command("list")
+    def list_command(
+        ctx: typer.Context,
+        name: Annotated[Optional[str], typer.Argument(help="List this name's versions.")] = None,
+        stage: Annotated[
+            Optional[str], typer.Option("--stage", help="Only versions in this stage.")
+        ] = None,
+        tag: TagOption = None,
+        json_out: JsonOption = False,
+    ) -> None:
+        """List names, or the versions of NAME in precedence order (1.2.0 before 1.10.0)."""
+        from pacha.cli.output import print_json, stdout_console
+
+        registry = open_registry(ctx)
+        tags = parse_pairs(tag, "tag")
+        if name is None and stage is None and not tags:
+            names = registry.list_models() if kind == "model" else registry.list_datasets()
+            if json_out:
+                print_json([n.model_dump() for n in names])
+                return
+            from rich.table import Table
+
+            table = Table(box=None, pad_edge=False)
+            for column in ("name", "versions", "latest"):
+                table.add_column(column, no_wrap=True)
+            for n in names:
+                table.add_row(n.name, str(n.versions), n.latest or "—")
+            if names:
+                stdout_console().print(table, soft_wrap=True)
+            else:
+                typer.echo(
+                    f"no {noun}s yet; register one with `pacha {cmd} register NAME PATH -v 1.0.0`"
+                )
+            return
+        lister = registry.list_model_versions if kind == "model" else registry.list_dataset_versions
+        versions: list[Any] = lister(name, stage=stage, tags=tags)
+        if json_out:
+            print_json([v.to_json() for v in versions])
+        elif versions:
+            print_versions(versions)
+        else:
+            typer.echo("no versions match")
+
+    @group.command("get")
+    def get(
+        ctx: typer.Context,
+        ref: Annotated[str, typer.Argument(metavar="REF", help="NAME:VERSION, NAME@STAGE, ...")],
+        version: VersionOption = None,
+        json_out: JsonOption = False,
+    ) -> None:
+        """Show one version: digest, size, stage and its history, aliases, tags, card."""
+        from pacha.cli.output import print_json
+
+        registry = open_registry(ctx)
+        result = (
+            registry.get_model(ref, version)
+            if kind == "model"
+            else registry.get_dataset(ref, version)
+        )
+        if json_out:
+            print_json(result.to_json())
+        else:
+            print_version_details(result)
+
+    @group.command("download")
+    def download(
+        ctx: typer.Context,
+        ref: Annotated[str, typer.Argument(metavar="REF")],
+        output: Annotated[
+            str, typer.Option("-o", "--output", metavar="PATH", help="Where to write it.")
+        ],
+        version: VersionOption = None,
+        force: Annotated[bool, typer.Option("--force", help="Replace PATH if it exists.")] = False,
+        json_out: JsonOption = False,
+        quiet: QuietOption = False,
+    ) -> None:
+        """Write a version to PATH, verifying every byte; directories are recreated exactly."""
+        from pacha.cli.output import human_size, print_json
+        from pacha.cli.progress import transfer_progress
+
+        registry = open_registry(ctx)
+        with transfer_progress(f"downloading {ref}", quiet=quiet) as progress:
+            if kind == "model":
+                result: ArtifactVersion = registry.download_model(
+                    ref, output, version, force=force, progress=progress
+                )
+            else:
+                result = registry.download_dataset(
+                    ref, output, version, force=force, progress=progress
+                )
+        if json_out:
+            print_json({**result.to_json(), "output": output})
+        elif not quiet:
+            typer.echo(
+                f"wrote {noun} {result.ref} ({human_size(result.size)}) to {output}, "
+                "BLAKE3 verified"
+            )
+
+    @group.command("stage")
+    def stage_command(
+        ctx: typer.Context,
+        ref: Annotated[str, typer.Argument(metavar="REF")],
+        target: Annotated[
+            str,
+            typer.Option(
+                "-t",
+                "--to",
+                "--target",
+                metavar="STAGE",
+                help="development, staging, production or archived.",
+            ),
+        ],
+        version: VersionOption = None,
+        archive_existing: Annotated[
+            bool,
+            typer.Option(
+                "--archive-existing", help="Archive the version now in production, atomically."
+            ),
+        ] = False,
+        json_out: JsonOption = False,
+    ) -> None:
+        """Move a version to another lifecycle stage."""
+        from pacha.cli.output import print_json
+
+        registry = open_registry(ctx)
+        if kind == "model":
+            result: ArtifactVersion = registry.stage_model(
+                ref, target, version, archive_existing=archive_existing
+            )
+        else:
+            result = registry.stage_dataset(ref, target, version, archive_existing=archive_existing)
+        if json_out:
+            print_json(result.to_json())
+        else:
+            typer.echo(f"{noun} {result.ref} is now in {result.stage.value}")
+
+    @group.command("alias")
+    def alias_command(
+        ctx: typer.Context,
+        name: Annotated[str, typer.Argument(help=f"The {noun}'s name (or NAME:VERSION).")],
+        version: Annotated[Optional[str], typer.Argument(help="The version to point at.")] = None,
+        alias: Annotated[Optional[str], typer.Argument(help="The alias, e.g. champion.")] = None,
+        delete: Annotated[
+            Optional[str], typer.Option("--delete", metavar="ALIAS", help="Remove ALIAS.")
+        ] = None,
+        json_out: JsonOption = False,
+    ) -> None:
+        """Point ALIAS at a version, moving it if needed: NAME VERSION ALIAS (or NAME:VERSION
+        ALIAS); remove one with NAME --delete ALIAS."""
+        from pacha.cli.output import print_json
+        from pacha.errors import InvalidInputError
+
+        registry = open_registry(ctx)
+        if delete is not None:
+            if version is not None or alias is not None:
+                raise InvalidInputError(
+                    "--delete takes only NAME: pacha model alias NAME --delete ALIAS"
+                )
+            if kind == "model":
+                registry.delete_model_alias(name, delete)
+            else:
+                registry.delete_dataset_alias(name, delete)
+            if json_out:
+                print_json({"name": name, "deleted": delete})
+            else:
+                typer.echo(f"removed alias {name}@{delete}")
+            return
+        if ":" in name and alias is None:  # NAME:VERSION ALIAS
+            ref, alias, version = name, version, None
+        else:
+            ref = name
+        if (version is None and ":" not in ref) or alias is None:
+            raise InvalidInputError(
+                f"usage: pacha {cmd} alias NAME VERSION ALIAS (or NAME --delete ALIAS)"
+            )
+        if kind == "model":
+            result: ArtifactVersion = registry.alias_model(ref, alias, version)
+        else:
+            result = registry.alias_dataset(ref, alias, version)
+        if json_out:
+            print_json(result.to_json())
+        else:
+            typer.echo(f"{result.name}@{alias} → {result.ref}")
+
+    @group.command("tag")
+    def tag_command(
+        ctx: typer.Context,
+        ref: Annotated[str, typer.Argument(metavar="REF")],
+        pairs: Annotated[list[str], typer.Argument(metavar="KEY=VALUE...")],
+        version: VersionOption = None,
+        json_out: JsonOption = False,
+    ) -> None:
+        """Set KEY=VALUE tags on a version (a key that exists is overwritten)."""
+        from pacha.cli.output import print_json
+
+        registry = open_registry(ctx)
+        tags = parse_pairs(pairs, "tag")
+        if kind == "model":
+            result: ArtifactVersion = registry.tag_model(ref, tags, version)
+        else:
+            result = registry.tag_dataset(ref, tags, version)
+        if json_out:
+            print_json(result.to_json())
+        else:
+            typer.echo(f"{result.ref}: " + ", ".join(f"{k}={v}" for k, v in result.tags.items()))
+
+    if kind == "model":
+
+        @group.command("card")
+        def card_command(
+            ctx: typer.Context,
+            ref: Annotated[str, typer.Argument(metavar="REF")],
+            version: VersionOption = None,
+        ) -> None:
+            """Print the model card as Markdown with YAML front matter (Hugging Face style)."""
+            typer.echo(open_registry(ctx).model_card(ref, version), nl=False)
+
+    return group
