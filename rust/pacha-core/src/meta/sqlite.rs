@@ -225,6 +225,26 @@ fn attach_labels(
     if records.is_empty() {
         return Ok(());
     }
+    if let [record] = records {
+        // One record (every get and write): cached statements, no IN list to prepare.
+        let mut stmt = conn
+            .prepare_cached("SELECT alias FROM aliases WHERE version_id = ?1 ORDER BY alias")
+            .map_err(|e| store.err(e))?;
+        record.aliases = stmt
+            .query_map([record.id], |r| r.get(0))
+            .map_err(|e| store.err(e))?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| store.err(e))?;
+        let mut stmt = conn
+            .prepare_cached("SELECT key, value FROM tags WHERE version_id = ?1 ORDER BY key")
+            .map_err(|e| store.err(e))?;
+        record.tags = stmt
+            .query_map([record.id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| store.err(e))?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| store.err(e))?;
+        return Ok(());
+    }
     let index: HashMap<i64, usize> = records.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
     let ids: Vec<String> = records.iter().map(|r| r.id.to_string()).collect();
     let id_list = ids.join(",");

@@ -4,6 +4,8 @@ use std::fs::{self, File, Permissions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use rayon::prelude::*;
@@ -30,6 +32,8 @@ pub struct LocalStore {
     tmp: PathBuf,
     sizes: PathBuf,
     damaged: PathBuf,
+    /// Shard directories known to exist, so that a write does not pay a `mkdir` each time.
+    shards: Arc<[AtomicBool; 256]>,
 }
 
 impl LocalStore {
@@ -45,6 +49,7 @@ impl LocalStore {
             tmp: root.join(TMP_DIR),
             sizes: root.join(SIZES_DIR),
             damaged: root.join(DAMAGED_DIR),
+            shards: Arc::new(std::array::from_fn(|_| AtomicBool::new(false))),
             root,
         };
         ensure_dir(&store.tmp)?;
@@ -123,21 +128,44 @@ impl LocalStore {
     }
 
     /// Make a fully written temp file the object `digest`: read-only, fsync, rename, fsync dir.
-    fn commit(&self, tmp: NamedTempFile, digest: &Digest) -> Result<()> {
+    /// Make sure the shard directory of `digest` exists (durably), remembering that it does.
+    fn ensure_shard(&self, digest: &Digest) -> Result<PathBuf> {
         let shard = self.root.join(digest.shard());
-        if ensure_dir(&shard)? {
-            sync_dir(&self.root)?;
+        let known = &self.shards[usize::from(digest.as_bytes()[0])];
+        if !known.load(Ordering::Relaxed) {
+            if ensure_dir(&shard)? {
+                sync_dir(&self.root)?;
+            }
+            known.store(true, Ordering::Relaxed);
         }
+        Ok(shard)
+    }
+
+    fn commit(&self, tmp: NamedTempFile, digest: &Digest) -> Result<()> {
+        let shard = self.ensure_shard(digest)?;
         let file = tmp.as_file();
         file.set_permissions(Permissions::from_mode(0o444))
             .at(tmp.path())?;
         file.sync_all().at(tmp.path())?;
         let dest = shard.join(digest.to_hex());
-        tmp.persist(&dest)
-            .map_err(|e| CoreError::io(&dest, e.error))?;
+        let replacing = fs::symlink_metadata(&dest).is_ok();
+        let tmp = match tmp.persist(&dest) {
+            Ok(_) => None,
+            // The shard was removed behind our back: forget it, recreate it, try once more.
+            Err(e) if e.error.kind() == io::ErrorKind::NotFound => Some(e.file),
+            Err(e) => return Err(CoreError::io(&dest, e.error)),
+        };
+        if let Some(tmp) = tmp {
+            self.shards[usize::from(digest.as_bytes()[0])].store(false, Ordering::Relaxed);
+            self.ensure_shard(digest)?;
+            tmp.persist(&dest)
+                .map_err(|e| CoreError::io(&dest, e.error))?;
+        }
         sync_dir(&shard)?;
-        // The fresh bytes replaced whatever was there, damaged or not.
-        self.clear_damaged(digest);
+        if replacing {
+            // The fresh bytes replaced whatever was there, damaged or not.
+            self.clear_damaged(digest);
+        }
         Ok(())
     }
 
