@@ -5,6 +5,8 @@ is BLAKE3-256 (identical to ``b3sum``); the object store is content-addressed, d
 verifiable.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from pacha._core import (
     Hasher,
     ObjectInfo,
@@ -33,21 +35,62 @@ from pacha.errors import (
     SourceChangedError,
 )
 from pacha.home import open_store, registry_path
-from pacha.models import (
-    ArtifactVersion,
-    DatasetVersion,
-    Datasheet,
-    Feature,
-    ModelCard,
-    ModelVersion,
-    NameSummary,
-    RegistryStats,
-    Stage,
-    StageTransition,
-    VerifyProblem,
-    VerifyResult,
-)
-from pacha.registry import Registry
+
+# The registry and its pydantic models load on first use (PEP 562), so that `import pacha`
+# and commands that do not need them (`pacha --help`, `pacha hash`) start fast.
+_LAZY = {
+    "Registry": "pacha.registry",
+    **dict.fromkeys(
+        (
+            "ArtifactVersion",
+            "DatasetVersion",
+            "Datasheet",
+            "Feature",
+            "ModelCard",
+            "ModelVersion",
+            "NameSummary",
+            "RegistryStats",
+            "Stage",
+            "StageTransition",
+            "VerifyProblem",
+            "VerifyResult",
+        ),
+        "pacha.models",
+    ),
+}
+
+if TYPE_CHECKING:
+    from pacha.models import (
+        ArtifactVersion,
+        DatasetVersion,
+        Datasheet,
+        Feature,
+        ModelCard,
+        ModelVersion,
+        NameSummary,
+        RegistryStats,
+        Stage,
+        StageTransition,
+        VerifyProblem,
+        VerifyResult,
+    )
+    from pacha.registry import Registry
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pacha' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "AlreadyExistsError",
