@@ -128,21 +128,31 @@ impl SqliteMetaStore {
         Ok(())
     }
 
-    fn migrate(&self) -> Result<()> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self.err(e))?;
-        tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            .map_err(|e| self.err(e))?;
-        let current: i64 = tx
+    /// The schema version recorded in the database (0 for a new, empty database).
+    fn schema_version(&self, conn: &Connection) -> Result<i64> {
+        let has_table: bool = conn
             .query_row(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version')",
                 [],
                 |r| r.get(0),
             )
             .map_err(|e| self.err(e))?;
+        if !has_table {
+            return Ok(0);
+        }
+        conn.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| self.err(e))
+    }
+
+    fn migrate(&self) -> Result<()> {
         let known = MIGRATIONS.len() as i64;
+        let mut conn = self.lock();
+        // The common case, an up-to-date database, costs one read and no write.
+        let current = self.schema_version(&conn)?;
         if current > known {
             return Err(CoreError::Database {
                 path: self.path.clone(),
@@ -152,6 +162,16 @@ impl SqliteMetaStore {
                 ),
             });
         }
+        if current == known {
+            return Ok(());
+        }
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            .map_err(|e| self.err(e))?;
+        // Another process may have migrated while we waited for the write lock.
+        let current = self.schema_version(&tx)?;
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
             tx.execute_batch(sql).map_err(|e| self.err(e))?;
             tx.execute("DELETE FROM schema_version", [])
