@@ -133,6 +133,7 @@ def test_invalid_version_is_refused_on_register(reg: pacha.Registry, tmp_path: P
     with pytest.raises(pacha.InvalidInputError, match=r"MAJOR\.MINOR\.PATCH"):
         reg.register_model("m", f, "1.0")
     assert reg.stats().versions == 0
+    assert object_files(reg.path) == []
 
 
 _NUMBER = st.one_of(st.integers(0, 3), st.integers(0, 2**64 - 1)).map(str)
@@ -249,6 +250,7 @@ def test_bump_rejects_unknown_part(reg: pacha.Registry, tmp_path: Path) -> None:
     with pytest.raises(pacha.InvalidInputError, match="major"):
         reg.register_model("m", f, bump="huge")
     assert reg.stats().versions == 0
+    assert object_files(reg.path) == []
 
 
 # ---- 2. references ----
@@ -333,7 +335,9 @@ def test_stage_docstring_states_the_rules() -> None:
     assert "archived→development" in doc
 
 
-@pytest.mark.parametrize(("source", "target"), PAIRS, ids=[f"{a.value}-{b.value}" for a, b in PAIRS])
+@pytest.mark.parametrize(
+    ("source", "target"), PAIRS, ids=[f"{a.value}-{b.value}" for a, b in PAIRS]
+)
 def test_stage_transition(
     reg: pacha.Registry, tmp_path: Path, source: Stage, target: Stage
 ) -> None:
@@ -448,9 +452,19 @@ def test_alias_that_is_a_stage_name_is_refused(
     assert reg.get_model("m:1.0.0").aliases == []
 
 
+@pytest.mark.parametrize("alias", ["a/b", "..", "", "-x", "latest"])
+def test_hostile_or_reserved_alias_is_refused(
+    reg: pacha.Registry, tmp_path: Path, alias: str
+) -> None:
+    reg.register_model("m", blob(tmp_path, "m.bin", b"m"), "1.0.0")
+    with pytest.raises(pacha.InvalidInputError):
+        reg.alias_model("m:1.0.0", alias)
+    assert reg.get_model("m:1.0.0").aliases == []
+
+
 def test_alias_of_unknown_version_is_not_found(reg: pacha.Registry, tmp_path: Path) -> None:
     reg.register_model("m", blob(tmp_path, "m.bin", b"m"), "1.0.0")
-    with pytest.raises(pacha.NotFoundError, match="9.9.9"):
+    with pytest.raises(pacha.NotFoundError, match=r"9\.9\.9"):
         reg.alias_model("m:9.9.9", "champion")
 
 
@@ -473,6 +487,20 @@ def test_tags_on_register_tag_and_list_filters(reg: pacha.Registry, tmp_path: Pa
     assert refs(tags={"team": "nlp"}, stage=Stage.DEVELOPMENT) == ["m:1.0.0", "n:1.0.0"]
     assert refs(name="m", tags={"team": "nlp", "env": "dev"}) == ["m:1.0.0"]
     assert refs(tags={"team": "cv"}) == []
+
+
+@pytest.mark.parametrize(
+    "tags", [{"bad key": "v"}, {"k": "line\nbreak"}], ids=["bad-key", "control-in-value"]
+)
+def test_invalid_tag_on_register_is_refused_and_nothing_stored(
+    reg: pacha.Registry, registry: Path, tmp_path: Path, tags: dict[str, str]
+) -> None:
+    reg.register_model("m", blob(tmp_path, "m.bin", b"m"), "1.0.0")
+    before = snapshot(registry)
+    new = write_pattern(tmp_path / "new.bin", 100_000, seed=6)
+    with pytest.raises(pacha.InvalidInputError, match="tag"):
+        reg.register_model("m", new, "2.0.0", tags=tags)
+    assert snapshot(registry) == before
 
 
 # ---- 5. model cards and datasheets ----
@@ -585,6 +613,38 @@ def test_model_card_loads_with_huggingface_hub(reg: pacha.Registry, tmp_path: Pa
     assert "testing" in card.text
 
 
+def test_printed_model_card_registers_back_unchanged(reg: pacha.Registry, tmp_path: Path) -> None:
+    reg.register_model("bert", blob(tmp_path, "m.bin", b"m"), "1.2.0", card=EXPECTED_CARD)
+    printed = tmp_path / "README.md"
+    printed.write_text(reg.model_card("bert:1.2.0"))
+    again = reg.register_model("bert", blob(tmp_path, "n.bin", b"n"), "1.3.0", card=printed)
+    assert again.card == EXPECTED_CARD
+
+
+def test_hugging_face_front_matter_maps_known_keys_and_keeps_the_rest(
+    reg: pacha.Registry, tmp_path: Path
+) -> None:
+    card_file = tmp_path / "README.md"
+    card_file.write_text(
+        "---\nlicense: apache-2.0\nbase_model: bert-base-uncased\nlanguage: [en]\n"
+        "tags: [text-classification]\nmetrics: [accuracy]\n---\n\n# My model\n\nFine-tuned.\n"
+    )
+    card = reg.register_model("m", blob(tmp_path, "m.bin", b"m"), "1.0.0", card=card_file).card
+    assert card is not None
+    assert (card.license, card.parent_model) == ("apache-2.0", "bert-base-uncased")
+    assert card.extra == {
+        "language": ["en"],
+        "tags": ["text-classification"],
+        "metrics": ["accuracy"],
+    }
+    assert card.description is not None and "Fine-tuned." in card.description
+
+
+def test_bump_after_a_pre_release_gives_its_release(reg: pacha.Registry, tmp_path: Path) -> None:
+    reg.register_model("m", blob(tmp_path, "a.bin", b"a"), "2.0.0-rc.1")
+    assert reg.register_model("m", blob(tmp_path, "b.bin", b"b"), bump="patch").version == "2.0.0"
+
+
 def test_model_card_without_a_card_still_loads(reg: pacha.Registry, tmp_path: Path) -> None:
     reg.register_model("m", blob(tmp_path, "m.bin", b"m"), "1.0.0", description="plain")
     card = huggingface_hub.ModelCard(reg.model_card("m:1.0.0"))
@@ -623,9 +683,7 @@ def test_invalid_card_is_refused_and_nothing_stored(
     assert snapshot(registry) == before
 
 
-def test_card_over_10_mib_is_refused(
-    reg: pacha.Registry, registry: Path, tmp_path: Path
-) -> None:
+def test_card_over_10_mib_is_refused(reg: pacha.Registry, registry: Path, tmp_path: Path) -> None:
     card_file = tmp_path / "huge.json"
     card_file.write_text(json.dumps({"description": "x" * (10 << 20)}))
     before = snapshot(registry)
@@ -633,6 +691,22 @@ def test_card_over_10_mib_is_refused(
         reg.register_model("m", blob(tmp_path, "m.bin", b"m"), "1.0.0", card=card_file)
     assert str(card_file) in str(info.value)
     assert "MiB" in str(info.value)
+    assert snapshot(registry) == before
+
+
+def test_card_that_expands_past_10_mib_is_refused(
+    reg: pacha.Registry, registry: Path, tmp_path: Path
+) -> None:
+    """A YAML alias chain: a 1 KiB file whose document is over 10 MiB."""
+    lines = ["extra:", "  l0: &l0 [" + ", ".join(['"' + "x" * 100 + '"'] * 10) + "]"]
+    lines += [f"  l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 5)]
+    card_file = tmp_path / "bomb.yaml"
+    card_file.write_text("\n".join(lines) + "\n")
+    assert card_file.stat().st_size < 2048
+    before = snapshot(registry)
+    with pytest.raises(pacha.InvalidInputError) as info:
+        reg.register_model("m", blob(tmp_path, "m.bin", b"m"), "1.0.0", card=card_file)
+    assert str(card_file) in str(info.value)
     assert snapshot(registry) == before
 
 
@@ -692,9 +766,7 @@ def test_directory_digest_is_stable(reg: pacha.Registry, tmp_path: Path) -> None
     assert len(a.digest) == 64
 
 
-def test_symlink_outside_is_refused(
-    reg: pacha.Registry, registry: Path, tmp_path: Path
-) -> None:
+def test_symlink_outside_is_refused(reg: pacha.Registry, registry: Path, tmp_path: Path) -> None:
     reg.register_model("m", blob(tmp_path, "m.bin", b"m"), "1.0.0")
     src = make_hf_folder(tmp_path / "model")
     secret = tmp_path / "secret.txt"
@@ -738,9 +810,9 @@ def test_verify_names_every_broken_version(
     assert result.checked == 2
     [problem] = result.problems
     assert (problem.digest, problem.kind) == (digest, "corrupt")
-    assert sorted(problem.breaks) == ["m:1.0.0", "n:2.0.0"]
     assert reg.verify(["m:1.1.0"]).ok
     assert not reg.verify(["n:2.0.0"]).ok
+    assert sorted(problem.breaks) == ["m:1.0.0", "n:2.0.0"]
 
 
 def test_download_of_corrupt_tree_leaves_nothing(
@@ -810,7 +882,7 @@ def test_duplicate_version_is_refused_and_nothing_changes(
     reg.register_model("m", blob(tmp_path, "m.bin", b"first"), "1.0.0")
     before = snapshot(registry)
     other = write_pattern(tmp_path / "other.bin", 2 << 20, seed=9)
-    with pytest.raises(pacha.AlreadyExistsError, match="1.0.0"):
+    with pytest.raises(pacha.AlreadyExistsError, match=r"1\.0\.0"):
         reg.register_model("m", other, "1.0.0")
     assert snapshot(registry) == before
     assert reg.get_model("m:1.0.0").digest == pacha.hash_bytes(b"first")
@@ -828,7 +900,7 @@ def test_unknown_name_version_alias_are_not_found(reg: pacha.Registry, tmp_path:
             reg.get_model(ref)
     with pytest.raises(pacha.NotFoundError, match="ghost"):
         reg.list_model_versions("ghost")
-    with pytest.raises(pacha.NotFoundError, match="9.9.9"):
+    with pytest.raises(pacha.NotFoundError, match=r"9\.9\.9"):
         reg.download_model("m:9.9.9", tmp_path / "out")
     assert not (tmp_path / "out").exists()
     with pytest.raises(pacha.NotFoundError):
@@ -896,7 +968,7 @@ def test_names_are_nfc_normalised(reg: pacha.Registry, tmp_path: Path) -> None:
 
 WORKERS = 6
 PER_WORKER = 20
-RACED = 10  # versions 2.0.0 .. 2.0.9 of "race", tried by every worker
+RACED = PER_WORKER // 2  # versions 2.0.0 .. 2.0.9 of "race", tried by every worker
 
 
 def _concurrent_worker(
@@ -907,11 +979,12 @@ def _concurrent_worker(
         barrier.wait(timeout=60)
         registry = pacha.Registry(root)
         for j in range(PER_WORKER):
-            if j < PER_WORKER - RACED:
-                name, version = f"own-{worker}", f"1.0.{j}"
+            # Alternate: a version of this worker's own name, then one every worker races on.
+            if j % 2:
+                name, version = "race", f"2.0.{j // 2}"
             else:
-                name, version = "race", f"2.0.{j - (PER_WORKER - RACED)}"
-            source = shared if j % 2 else own
+                name, version = f"own-{worker}", f"1.0.{j // 2}"
+            source = shared if (j // 2) % 2 else own
             try:
                 registry.register_model(name, source, version)
                 outcomes.append((name, version, "ok"))
@@ -944,7 +1017,9 @@ def test_concurrent_writers(registry: Path, tmp_path: Path) -> None:
         p.join(timeout=60)
         assert p.exitcode == 0
 
-    problems = [o for outcomes in collected.values() for o in outcomes if o[2] not in ("ok", "exists")]
+    problems = [
+        o for outcomes in collected.values() for o in outcomes if o[2] not in ("ok", "exists")
+    ]
     assert problems == []
     for w, outcomes in collected.items():
         assert len(outcomes) == PER_WORKER

@@ -34,9 +34,7 @@ def _parse_text(path: Path, text: str) -> Any:
             import tomli as tomllib
         return tomllib.loads(text)
     if suffix in (".yaml", ".yml"):
-        import yaml
-
-        return yaml.safe_load(text)
+        return _safe_yaml(text)
     if suffix == ".json":
         return json.loads(text)
     if suffix in (".md", ".markdown"):
@@ -47,21 +45,55 @@ def _parse_text(path: Path, text: str) -> Any:
     )
 
 
-def _parse_front_matter(text: str) -> dict[str, Any]:
+def _safe_yaml(text: str) -> Any:
+    """YAML without anchors and aliases: a few hundred bytes of nested aliases expand to
+    gigabytes (the "billion laughs"), and cards have no need for them."""
     import yaml
 
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise ValueError("YAML aliases (*name) are not accepted in cards; write values out")
+    return yaml.safe_load(text)
+
+
+#: Keys of Hugging Face model-card metadata and where they go in a pacha model card.
+_HF_KEYS = {"license": "license", "base_model": "parent_model"}
+
+
+def _card_from_front_matter(header: dict[str, Any]) -> dict[str, Any]:
+    """Hugging Face front matter → model card fields; unknown keys go to `extra`."""
+    if isinstance(header.get("pacha"), dict):
+        # A card printed by `pacha model card`: its own fields are under `pacha`.
+        return dict(header["pacha"])
+    card: dict[str, Any] = {}
+    extra: dict[str, Any] = dict(header.get("extra") or {})
+    for key, value in header.items():
+        if key == "extra":
+            continue
+        target = _HF_KEYS.get(key, key)
+        if target in ModelCard.model_fields and not (key == "metrics" and isinstance(value, list)):
+            card[target] = value
+        else:
+            extra[key] = value
+    if extra:
+        card["extra"] = extra
+    return card
+
+
+def _parse_front_matter(text: str) -> dict[str, Any]:
     lines = text.splitlines(keepends=True)
     if not lines or lines[0].strip() != "---":
         return {"description": text.strip()} if text.strip() else {}
     for end, line in enumerate(lines[1:], start=1):
         if line.strip() == "---":
-            header = yaml.safe_load("".join(lines[1:end])) or {}
+            header = _safe_yaml("".join(lines[1:end])) or {}
             if not isinstance(header, dict):
                 raise ValueError("the front matter is not a mapping")
+            card = _card_from_front_matter(header)
             body = "".join(lines[end + 1 :]).strip()
-            if body and "description" not in header:
-                header["description"] = body
-            return header
+            if body and "description" not in card:
+                card["description"] = body
+            return card
     raise ValueError("the front matter has no closing '---' line")
 
 
@@ -93,11 +125,17 @@ def load_document(path: Union[str, Path], model: type[T]) -> T:
     if not isinstance(data, dict):
         raise InvalidInputError(f"{what} {path}: expected a table/mapping at the top level")
     try:
-        return model.model_validate(data)
+        document = model.model_validate(data)
     except ValidationError as exc:
         raise InvalidInputError(f"{what} {path}: {describe_validation_error(exc)}") from None
     except RecursionError:
         raise InvalidInputError(f"{what} {path}: nested too deeply") from None
+    if len(document.model_dump_json()) > MAX_DOCUMENT_BYTES:
+        raise InvalidInputError(
+            f"{what} {path} expands to more than {MAX_DOCUMENT_BYTES >> 20} MiB; "
+            "link large material from it instead"
+        )
+    return document
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from datetime import date, datetime
 from enum import Enum
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -28,6 +28,10 @@ __all__ = [
     "VerifyProblem",
     "VerifyResult",
 ]
+
+
+#: Metrics must be real numbers: NaN and infinity cannot be compared, ranked or stored as JSON.
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class Stage(str, Enum):
@@ -53,7 +57,7 @@ class ModelCard(_Document):
     training_recipe: Optional[str] = Field(None, description="Recipe reference or summary.")
     training_date: Optional[Union[date, datetime]] = None
     training_duration: Optional[str] = Field(None, description="e.g. '3h 20m' or seconds.")
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, FiniteFloat] = Field(default_factory=dict)
     evaluation_data: Optional[str] = None
     primary_uses: list[str] = Field(default_factory=list)
     out_of_scope_uses: list[str] = Field(default_factory=list)

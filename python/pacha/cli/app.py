@@ -133,8 +133,12 @@ def verify(
         table.add_column("object", no_wrap=True, min_width=64)
         table.add_column("breaks", overflow="fold")
         table.add_column("detail", overflow="fold")
+        from rich.markup import escape
+
         for p in result.problems:
-            table.add_row(p.kind, p.digest or p.path, ", ".join(p.breaks), p.detail)
+            table.add_row(
+                p.kind, escape(p.digest or p.path), escape(", ".join(p.breaks)), escape(p.detail)
+            )
         stdout_console().print(table, soft_wrap=True)
         typer.echo(
             f"checked {result.checked} objects: {len(result.problems)} problem(s); re-register "

@@ -46,17 +46,30 @@ def parse_pairs(items: Optional[list[str]], what: str) -> dict[str, str]:
 
 
 def parse_metrics(items: Optional[list[str]]) -> dict[str, float]:
+    import math
+
     from pacha.errors import InvalidInputError
 
     metrics = {}
     for key, value in parse_pairs(items, "metric").items():
         try:
-            metrics[key] = float(value)
+            number = float(value)
         except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
             raise InvalidInputError(
-                f"invalid metric {key}={value!r}: the value must be a number, e.g. accuracy=0.93"
-            ) from None
+                f"invalid metric {key}={value!r}: the value must be a finite number, "
+                "e.g. accuracy=0.93"
+            )
+        metrics[key] = number
     return metrics
+
+
+def text(value: object) -> str:
+    """User text for a rich table cell, shown literally (no markup interpretation)."""
+    from rich.markup import escape
+
+    return escape(str(value))
 
 
 def _stage_style(stage: str) -> str:
@@ -73,14 +86,14 @@ def print_versions(versions: "list[ArtifactVersion]") -> None:
         table.add_column(column, justify="right" if column == "size" else "left", no_wrap=True)
     for v in versions:
         table.add_row(
-            v.name,
-            v.version,
+            text(v.name),
+            text(v.version),
             f"[{_stage_style(v.stage.value)}]{v.stage.value}[/]"
             if _stage_style(v.stage.value)
             else v.stage.value,
             human_size(v.size),
-            ", ".join(v.aliases),
-            ", ".join(f"{k}={val}" for k, val in v.tags.items()),
+            text(", ".join(v.aliases)),
+            text(", ".join(f"{k}={val}" for k, val in v.tags.items())),
             v.created_at.strftime("%Y-%m-%d %H:%M"),
         )
     stdout_console().print(table, soft_wrap=True)
@@ -118,7 +131,7 @@ def print_version_details(v: "ArtifactVersion") -> None:
     if document and document.get("purpose"):
         rows.append(("purpose", str(document["purpose"])))
     for key, value in rows:
-        details.add_row(key, value)
+        details.add_row(key, text(value))
     console.print(details, soft_wrap=True)
     if v.history:
         history = Table(title="stage history", title_justify="left", box=None, pad_edge=False)
@@ -217,16 +230,17 @@ def make_group(kind: str) -> typer.Typer:
     ) -> None:
         """Register PATH (a file or a directory) as a new version of NAME."""
         from pacha.cli.progress import transfer_progress
-        from pacha.errors import InvalidInputError
 
         if (version is None) == (bump is None):
-            raise InvalidInputError("give a version (-v 1.0.0) or --bump major|minor|patch")
+            raise typer.BadParameter(
+                "give a version (-v 1.0.0) or --bump major|minor|patch, not both"
+            )
         registry = open_registry(ctx)
         tags = parse_pairs(tag, "tag")
         with transfer_progress(f"registering {name}", quiet=quiet) as progress:
             if kind == "model":
                 if purpose:
-                    raise InvalidInputError("-p/--purpose is for datasets; use -d for a model")
+                    raise typer.BadParameter("-p/--purpose is for datasets; use -d for a model")
                 result: ArtifactVersion = registry.register_model(
                     name,
                     path,
@@ -240,7 +254,7 @@ def make_group(kind: str) -> typer.Typer:
                 )
             else:
                 if metric:
-                    raise InvalidInputError("--metric is for models; datasets take --datasheet")
+                    raise typer.BadParameter("--metric is for models; datasets take --datasheet")
                 result = registry.register_dataset(
                     name,
                     path,
@@ -280,7 +294,7 @@ def make_group(kind: str) -> typer.Typer:
             for column in ("name", "versions", "latest"):
                 table.add_column(column, no_wrap=True)
             for n in names:
-                table.add_row(n.name, str(n.versions), n.latest or "—")
+                table.add_row(text(n.name), str(n.versions), text(n.latest or "—"))
             if names:
                 stdout_console().print(table, soft_wrap=True)
             else:
@@ -404,13 +418,12 @@ def make_group(kind: str) -> typer.Typer:
         """Point ALIAS at a version, moving it if needed: NAME VERSION ALIAS (or NAME:VERSION
         ALIAS); remove one with NAME --delete ALIAS."""
         from pacha.cli.output import print_json
-        from pacha.errors import InvalidInputError
 
         registry = open_registry(ctx)
         if delete is not None:
             if version is not None or alias is not None:
-                raise InvalidInputError(
-                    "--delete takes only NAME: pacha model alias NAME --delete ALIAS"
+                raise typer.BadParameter(
+                    f"--delete takes only NAME: pacha {cmd} alias NAME --delete ALIAS"
                 )
             if kind == "model":
                 registry.delete_model_alias(name, delete)
@@ -426,8 +439,8 @@ def make_group(kind: str) -> typer.Typer:
         else:
             ref = name
         if (version is None and ":" not in ref) or alias is None:
-            raise InvalidInputError(
-                f"usage: pacha {cmd} alias NAME VERSION ALIAS (or NAME --delete ALIAS)"
+            raise typer.BadParameter(
+                "give NAME VERSION ALIAS (or NAME:VERSION ALIAS, or NAME --delete ALIAS)"
             )
         if kind == "model":
             result: ArtifactVersion = registry.alias_model(ref, alias, version)

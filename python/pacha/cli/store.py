@@ -68,6 +68,7 @@ def add(
         for row in rows:
             typer.echo(f"{row['digest']}  {row['path']}")
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
@@ -77,7 +78,7 @@ def add(
     table.add_column("path", overflow="fold")
     for row in rows:
         status = "stored" if row["written"] else "already present"
-        table.add_row(row["digest"], human_size(int(row["size"])), status, str(row["path"]))
+        table.add_row(row["digest"], human_size(int(row["size"])), status, escape(str(row["path"])))
     stdout_console().print(table, soft_wrap=True)
 
 
@@ -172,6 +173,7 @@ def _print_report(report: VerifyReport) -> None:
     if report.ok:
         typer.echo(f"{summary}: all intact")
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
@@ -179,7 +181,7 @@ def _print_report(report: VerifyReport) -> None:
     table.add_column("object", no_wrap=True, min_width=64)
     table.add_column("detail", overflow="fold")
     for p in report.problems:
-        table.add_row(p.kind, p.digest or p.path, p.detail)
+        table.add_row(p.kind, escape(p.digest or p.path), escape(p.detail))
     stdout_console().print(table, soft_wrap=True)
     stderr_console().print(f"{summary}: {len(report.problems)} problem(s) found", highlight=False)
     sys.stdout.flush()

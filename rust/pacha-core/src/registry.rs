@@ -47,7 +47,7 @@ pub struct RegisterRequest {
 #[derive(Debug, Clone)]
 pub struct RegistryProblem {
     pub problem: Problem,
-    /// `kind name:version` of every version that needs the damaged object.
+    /// `name:version` of every version that needs the damaged object.
     pub users: Vec<String>,
 }
 
@@ -96,6 +96,9 @@ impl Registry {
         progress: &Progress,
     ) -> Result<VersionRecord> {
         let name = crate::meta::names::validate_name(&request.name)?;
+        for (key, value) in &request.tags {
+            crate::meta::names::validate_tag(key, value)?;
+        }
         // Refuse a duplicate before copying gigabytes; the transaction checks again.
         self.meta.precheck(request.kind, &name, &request.version)?;
         let source_meta = fs::metadata(&request.source).at(&request.source)?;

@@ -90,7 +90,7 @@ pub struct NameInfo {
     pub latest: Option<String>,
 }
 
-/// A verify problem and the versions it breaks (`kind name:version`).
+/// A verify problem and the versions it breaks (`name:version`).
 #[pyclass(frozen, get_all, skip_from_py_object, module = "pacha._core")]
 #[derive(Debug, Clone)]
 pub struct RegistryProblem {

@@ -178,7 +178,7 @@ pub struct Stats {
     pub logical_bytes: u64,
 }
 
-/// An object and the versions that need it (`kind name:version`).
+/// An object and the versions that need it (`name:version`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectUse {
     pub digest: Digest,

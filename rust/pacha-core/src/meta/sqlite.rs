@@ -820,9 +820,9 @@ impl MetadataStore for SqliteMetaStore {
                 None => String::new(),
             };
             let sql = format!(
-                "SELECT o.digest, o.size, a.kind, a.name, v.version FROM version_objects vo \
+                "SELECT o.digest, o.size, a.name, v.version FROM version_objects vo \
                  JOIN objects o ON o.digest = vo.digest JOIN versions v ON v.id = vo.version_id \
-                 JOIN artifacts a ON a.id = v.artifact_id {filter} ORDER BY o.digest, a.kind, a.name"
+                 JOIN artifacts a ON a.id = v.artifact_id {filter} ORDER BY o.digest, a.name, v.version"
             );
             let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
             let rows = stmt
@@ -832,15 +832,14 @@ impl MetadataStore for SqliteMetaStore {
                         r.get::<_, i64>(1)?,
                         r.get::<_, String>(2)?,
                         r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
                     ))
                 })
                 .map_err(|e| self.err(e))?;
             let mut uses: Vec<ObjectUse> = Vec::new();
             for row in rows {
-                let (digest, size, kind, name, version) = row.map_err(|e| self.err(e))?;
+                let (digest, size, name, version) = row.map_err(|e| self.err(e))?;
                 let digest = Digest::parse(&digest)?;
-                let user = format!("{kind} {name}:{version}");
+                let user = format!("{name}:{version}");
                 match uses.last_mut() {
                     Some(last) if last.digest == digest => last.users.push(user),
                     _ => uses.push(ObjectUse {

@@ -58,12 +58,20 @@ impl Version {
         !self.0.pre.is_empty()
     }
 
-    /// The next version after `self`: pre-release and build metadata are dropped.
+    /// The next version after `self`: pre-release and build metadata are dropped. The
+    /// release a pre-release leads up to counts as next (as npm's `semver inc` does):
+    /// `1.0.0-rc.1` bumps to `1.0.0` for any part, `1.1.0-rc.1` to `1.1.0` for minor.
     pub fn bump(&self, part: Bump) -> Self {
         let v = &self.0;
+        let pre = !v.pre.is_empty();
         let next = match part {
+            Bump::Major if pre && v.minor == 0 && v.patch == 0 => {
+                semver::Version::new(v.major, 0, 0)
+            }
             Bump::Major => semver::Version::new(v.major + 1, 0, 0),
+            Bump::Minor if pre && v.patch == 0 => semver::Version::new(v.major, v.minor, 0),
             Bump::Minor => semver::Version::new(v.major, v.minor + 1, 0),
+            Bump::Patch if pre => semver::Version::new(v.major, v.minor, v.patch),
             Bump::Patch => semver::Version::new(v.major, v.minor, v.patch + 1),
         };
         Version(next)
@@ -172,7 +180,12 @@ mod tests {
 
     #[test]
     fn bump_drops_prerelease_and_build() {
-        assert_eq!(v("1.2.3-rc.1+b").bump(Bump::Patch).to_string(), "1.2.4");
+        assert_eq!(v("1.2.3+b").bump(Bump::Patch).to_string(), "1.2.4");
+        assert_eq!(v("1.2.3-rc.1+b").bump(Bump::Patch).to_string(), "1.2.3");
+        assert_eq!(v("2.0.0-rc.1").bump(Bump::Major).to_string(), "2.0.0");
+        assert_eq!(v("2.1.0-rc.1").bump(Bump::Major).to_string(), "3.0.0");
+        assert_eq!(v("1.1.0-rc.1").bump(Bump::Minor).to_string(), "1.1.0");
+        assert_eq!(v("1.1.1-rc.1").bump(Bump::Minor).to_string(), "1.2.0");
         assert_eq!(v("1.2.3").bump(Bump::Minor).to_string(), "1.3.0");
         assert_eq!(v("1.2.3").bump(Bump::Major).to_string(), "2.0.0");
     }

@@ -240,7 +240,7 @@ fn stats_count_objects_once() {
     let uses = store.object_uses(None).expect("uses");
     assert_eq!(
         uses[0].users,
-        vec!["model a:1.0.0".to_string(), "model b:1.0.0".to_string()]
+        vec!["a:1.0.0".to_string(), "b:1.0.0".to_string()]
     );
 }
 
