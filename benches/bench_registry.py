@@ -197,7 +197,8 @@ def main() -> int:
     bare = cli["python -c pass"]
     for name in ("pacha --help", "pacha model get m:1.0.0", "pacha model list m"):
         print(
-            f"| `{name}` (whole process) | {cli[name]:.0f} ms | `python -c pass` {bare:.0f} ms | ≤ 150 ms |"
+            f"| `{name}` (whole process) | {cli[name]:.0f} ms "
+            f"| `python -c pass` {bare:.0f} ms | ≤ 150 ms |"
         )
     dvc = large["dvc_add_s"]
     print(
