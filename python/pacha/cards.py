@@ -8,6 +8,7 @@ model card with YAML front matter that ``huggingface_hub.ModelCard`` loads.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, TypeVar, Union
@@ -97,7 +98,7 @@ def _parse_front_matter(text: str) -> dict[str, Any]:
     raise ValueError("the front matter has no closing '---' line")
 
 
-def load_document(path: Union[str, Path], model: type[T]) -> T:
+def load_document(path: Union[str, os.PathLike[str]], model: type[T]) -> T:
     """Read and validate a card or datasheet file; errors name the file and the field."""
     path = Path(path)
     what = "model card" if model is ModelCard else "datasheet"

@@ -145,10 +145,31 @@ class ArtifactVersion(BaseModel):
         return json.loads(self._document) if self._document else None
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON form the CLI prints (``--json``)."""
-        data = self.model_dump(mode="json")
-        data["document"] = self.document()
-        return data
+        """The JSON form the CLI prints (``--json``); see `pacha.records`."""
+        from pacha.records import transition_dict, version_dict
+
+        return version_dict(
+            kind=self.kind,
+            name=self.name,
+            version=self.version,
+            stage=self.stage.value,
+            digest=self.digest,
+            layout=self.layout,
+            size=self.size,
+            file_count=self.file_count,
+            description=self.description,
+            aliases=self.aliases,
+            tags=self.tags,
+            created_at=self.created_at,
+            created_by=self.created_by,
+            history=[
+                transition_dict(
+                    t.from_stage.value if t.from_stage else None, t.to_stage.value, t.at, t.by
+                )
+                for t in self.history
+            ],
+            document=self.document(),
+        )
 
 
 class ModelVersion(ArtifactVersion):

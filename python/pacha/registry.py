@@ -2,7 +2,8 @@
 
 Everything here is a thin layer over the Rust core (`pacha._core.Registry`): versions,
 references, stage rules, storage and the database live there, once. This module adds the
-documents (model cards, datasheets) and turns records into pydantic models.
+documents (model cards, datasheets) and turns records into pydantic models. pydantic itself
+is imported on first use: the `*_records` methods, which return plain dicts, never need it.
 """
 
 from __future__ import annotations
@@ -11,31 +12,32 @@ import getpass
 import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union, cast
 
-from pacha import _core
-from pacha.cards import load_document, render_model_card
+from pacha import _core, records
 from pacha.errors import NotFoundError
 from pacha.home import registry_path
-from pacha.models import (
-    ArtifactVersion,
-    DatasetVersion,
-    Datasheet,
-    ModelCard,
-    ModelVersion,
-    NameSummary,
-    RegistryStats,
-    Stage,
-    StageTransition,
-    VerifyProblem,
-    VerifyResult,
-)
+
+if TYPE_CHECKING:
+    from pacha.models import (
+        ArtifactVersion,
+        DatasetVersion,
+        Datasheet,
+        ModelCard,
+        ModelVersion,
+        NameSummary,
+        RegistryStats,
+        Stage,
+        StageTransition,
+        VerifyResult,
+    )
 
 __all__ = ["Registry"]
 
 PathLike = Union[str, "os.PathLike[str]"]
-V = TypeVar("V", bound=ArtifactVersion)
-D = TypeVar("D", ModelCard, Datasheet)
+Kind = Literal["model", "dataset"]
+V = TypeVar("V", bound="ArtifactVersion")
+D = TypeVar("D", "ModelCard", "Datasheet")
 
 
 def _actor() -> str:
@@ -53,26 +55,29 @@ def _timestamp(text: str) -> datetime:
 def _record(
     info: _core.VersionInfo, cls: type[V], history: Optional[list[StageTransition]] = None
 ) -> V:
+    from pacha.models import Stage
+
     # model_construct: the core already validated everything; listing 10,000 versions
     # must not pay for validating them again.
-    version = cls.model_construct(
-        kind=info.kind,
-        name=info.name,
-        version=info.version,
-        stage=Stage(info.stage),
-        digest=info.digest,
-        layout=info.layout,
-        size=info.size,
-        file_count=info.file_count,
-        description=info.description,
-        aliases=list(info.aliases),
-        tags=dict(info.tags),
-        created_at=_timestamp(info.created_at),
-        created_by=info.created_by,
-        history=history or [],
-    )
+    fields: dict[str, Any] = {
+        "kind": info.kind,
+        "name": info.name,
+        "version": info.version,
+        "stage": Stage(info.stage),
+        "digest": info.digest,
+        "layout": info.layout,
+        "size": info.size,
+        "file_count": info.file_count,
+        "description": info.description,
+        "aliases": list(info.aliases),
+        "tags": dict(info.tags),
+        "created_at": _timestamp(info.created_at),
+        "created_by": info.created_by,
+        "history": history or [],
+    }
+    version = cls.model_construct(**fields)
     version._document = info.card
-    return version
+    return cast(V, version)
 
 
 def _document(value: Union[D, Mapping[str, Any], PathLike, None], model: type[D]) -> Optional[D]:
@@ -82,7 +87,14 @@ def _document(value: Union[D, Mapping[str, Any], PathLike, None], model: type[D]
         return value
     if isinstance(value, Mapping):
         return model.model_validate(dict(value))
-    return load_document(value, model)
+    from pacha.cards import load_document
+
+    return load_document(cast(PathLike, value), model)
+
+
+def _stage_text(stage: Union[Stage, str, None]) -> Optional[str]:
+    # `Stage` is a str enum: its value is the text either way.
+    return None if stage is None else str(getattr(stage, "value", stage))
 
 
 def _tag_pairs(tags: Optional[Mapping[str, str]]) -> list[tuple[str, str]]:
@@ -128,6 +140,8 @@ class Registry:
         Give ``version`` ("1.0.0") or ``bump`` ("major" | "minor" | "patch"). ``card`` is a
         `ModelCard`, a mapping, or a TOML/YAML/JSON/Markdown file; ``metrics`` go into it.
         """
+        from pacha.models import ModelCard, ModelVersion
+
         model_card = _document(card, ModelCard)
         if metrics:
             model_card = model_card or ModelCard()
@@ -153,6 +167,8 @@ class Registry:
 
     def get_model(self, ref: str, version: Optional[str] = None) -> ModelVersion:
         """One model version, with its stage history."""
+        from pacha.models import ModelVersion
+
         return self._get("model", ref, version, ModelVersion)
 
     def list_models(self) -> list[NameSummary]:
@@ -167,6 +183,8 @@ class Registry:
         tags: Optional[Mapping[str, str]] = None,
     ) -> list[ModelVersion]:
         """Versions in precedence order (1.2.0 before 1.10.0), optionally filtered."""
+        from pacha.models import ModelVersion
+
         return self._versions("model", name, stage, tags, ModelVersion)
 
     def download_model(
@@ -180,6 +198,8 @@ class Registry:
     ) -> ModelVersion:
         """Write a model to ``output`` (verified while streaming; never clobbers unless
         ``force``)."""
+        from pacha.models import ModelVersion
+
         return self._download("model", ref, output, version, force, progress, ModelVersion)
 
     def stage_model(
@@ -192,10 +212,14 @@ class Registry:
     ) -> ModelVersion:
         """Move a model version to ``stage``; with ``archive_existing``, the version currently
         in production is archived in the same transaction."""
+        from pacha.models import ModelVersion
+
         return self._stage("model", ref, stage, version, archive_existing, ModelVersion)
 
     def alias_model(self, ref: str, alias: str, version: Optional[str] = None) -> ModelVersion:
         """Point ``alias`` (e.g. "champion") at a version, moving it if it pointed elsewhere."""
+        from pacha.models import ModelVersion
+
         return self._alias("model", ref, alias, version, ModelVersion)
 
     def delete_model_alias(self, name: str, alias: str) -> None:
@@ -205,10 +229,15 @@ class Registry:
         self, ref: str, tags: Mapping[str, str], version: Optional[str] = None
     ) -> ModelVersion:
         """Set key=value tags on a version (existing keys are overwritten)."""
+        from pacha.models import ModelVersion
+
         return self._tag("model", ref, tags, version, ModelVersion)
 
     def model_card(self, ref: str, version: Optional[str] = None) -> str:
         """The version's model card as Markdown with YAML front matter (Hugging Face style)."""
+        from pacha.cards import render_model_card
+        from pacha.models import ModelCard
+
         model = self.get_model(ref, version)
         card = model.card or ModelCard(description=model.description)
         return render_model_card(card, model.name, model.version)
@@ -230,14 +259,27 @@ class Registry:
     ) -> DatasetVersion:
         """Register a dataset file or directory as a new version. ``purpose`` is the quick
         form of a datasheet; ``datasheet`` the full one (object, mapping or file)."""
+        from pacha.models import DatasetVersion, Datasheet
+
         sheet = _document(datasheet, Datasheet)
         if purpose:
             sheet = (sheet or Datasheet()).model_copy(update={"purpose": purpose})
         return self._register(
-            "dataset", name, path, version, bump, description, sheet, tags, progress, DatasetVersion
+            "dataset",
+            name,
+            path,
+            version,
+            bump,
+            description,
+            sheet,
+            tags,
+            progress,
+            DatasetVersion,
         )
 
     def get_dataset(self, ref: str, version: Optional[str] = None) -> DatasetVersion:
+        from pacha.models import DatasetVersion
+
         return self._get("dataset", ref, version, DatasetVersion)
 
     def list_datasets(self) -> list[NameSummary]:
@@ -250,6 +292,8 @@ class Registry:
         stage: Union[Stage, str, None] = None,
         tags: Optional[Mapping[str, str]] = None,
     ) -> list[DatasetVersion]:
+        from pacha.models import DatasetVersion
+
         return self._versions("dataset", name, stage, tags, DatasetVersion)
 
     def download_dataset(
@@ -261,6 +305,8 @@ class Registry:
         force: bool = False,
         progress: Optional[_core.Progress] = None,
     ) -> DatasetVersion:
+        from pacha.models import DatasetVersion
+
         return self._download("dataset", ref, output, version, force, progress, DatasetVersion)
 
     def stage_dataset(
@@ -271,9 +317,13 @@ class Registry:
         *,
         archive_existing: bool = False,
     ) -> DatasetVersion:
+        from pacha.models import DatasetVersion
+
         return self._stage("dataset", ref, stage, version, archive_existing, DatasetVersion)
 
     def alias_dataset(self, ref: str, alias: str, version: Optional[str] = None) -> DatasetVersion:
+        from pacha.models import DatasetVersion
+
         return self._alias("dataset", ref, alias, version, DatasetVersion)
 
     def delete_dataset_alias(self, name: str, alias: str) -> None:
@@ -282,11 +332,41 @@ class Registry:
     def tag_dataset(
         self, ref: str, tags: Mapping[str, str], version: Optional[str] = None
     ) -> DatasetVersion:
+        from pacha.models import DatasetVersion
+
         return self._tag("dataset", ref, tags, version, DatasetVersion)
+
+    # ---- plain records (JSON-ready dicts, no pydantic): what the CLI's read commands use ----
+
+    def version_record(self, kind: Kind, ref: str, version: Optional[str] = None) -> dict[str, Any]:
+        """One version, with its history, in its JSON form (see `pacha.records`)."""
+        info = self._core.resolve(kind, ref, version)
+        return records.from_core(info, self._core.history(info.id))
+
+    def version_records(
+        self,
+        kind: Kind,
+        name: Optional[str] = None,
+        *,
+        stage: Union[Stage, str, None] = None,
+        tags: Optional[Mapping[str, str]] = None,
+    ) -> list[dict[str, Any]]:
+        """Versions in precedence order, in their JSON form (without history)."""
+        infos = self._core.list_versions(kind, name, _stage_text(stage), _tag_pairs(tags))
+        return [records.from_core(info) for info in infos]
+
+    def name_records(self, kind: Kind) -> list[dict[str, Any]]:
+        """Every name of a kind with its number of versions and latest release."""
+        return [
+            {"name": n.name, "versions": n.versions, "latest": n.latest}
+            for n in self._core.list_names(kind)
+        ]
 
     # ---- the whole registry ----
 
     def stats(self) -> RegistryStats:
+        from pacha.models import RegistryStats
+
         s = self._core.stats()
         return RegistryStats(
             models=s.models,
@@ -304,6 +384,8 @@ class Registry:
         """Re-hash the objects of the given versions (default: every version) and report each
         problem with every ``name:version`` it breaks. References are looked up among models
         and datasets."""
+        from pacha.models import VerifyProblem, VerifyResult
+
         ids: Optional[list[int]] = None
         if refs is not None:
             ids = []
@@ -324,7 +406,7 @@ class Registry:
         problems = [
             VerifyProblem(
                 digest=p.problem.digest,
-                kind=p.problem.kind,  # type: ignore[arg-type]
+                kind=p.problem.kind,
                 path=p.problem.path,
                 detail=p.problem.detail,
                 breaks=list(p.users),
@@ -365,6 +447,8 @@ class Registry:
         return self._with_history(info, cls)
 
     def _with_history(self, info: _core.VersionInfo, cls: type[V]) -> V:
+        from pacha.models import Stage, StageTransition
+
         history = [
             StageTransition(
                 from_stage=Stage(t.from_stage) if t.from_stage else None,
@@ -379,11 +463,10 @@ class Registry:
     def _get(self, kind: str, ref: str, version: Optional[str], cls: type[V]) -> V:
         return self._with_history(self._core.resolve(kind, ref, version), cls)
 
-    def _names(self, kind: str) -> list[NameSummary]:
-        return [
-            NameSummary(name=n.name, versions=n.versions, latest=n.latest)
-            for n in self._core.list_names(kind)
-        ]
+    def _names(self, kind: Kind) -> list[NameSummary]:
+        from pacha.models import NameSummary
+
+        return [NameSummary(**n) for n in self.name_records(kind)]
 
     def _versions(
         self,
@@ -393,8 +476,7 @@ class Registry:
         tags: Optional[Mapping[str, str]],
         cls: type[V],
     ) -> list[V]:
-        stage_text = stage.value if isinstance(stage, Stage) else stage
-        infos = self._core.list_versions(kind, name, stage_text, _tag_pairs(tags))
+        infos = self._core.list_versions(kind, name, _stage_text(stage), _tag_pairs(tags))
         return [_record(info, cls) for info in infos]
 
     def _download(
@@ -421,7 +503,8 @@ class Registry:
         archive_existing: bool,
         cls: type[V],
     ) -> V:
-        target = stage.value if isinstance(stage, Stage) else stage
+        target = _stage_text(stage)
+        assert target is not None
         info = self._core.transition(
             kind, ref, version, target, archive_existing=archive_existing, actor=_actor()
         )

@@ -76,7 +76,13 @@ def _stage_style(stage: str) -> str:
     return {"production": "bold green", "staging": "yellow", "archived": "dim"}.get(stage, "")
 
 
-def print_versions(versions: "list[ArtifactVersion]") -> None:
+def _when(timestamp: str) -> str:
+    """``2026-11-26T15:49:30.705Z`` → ``2026-11-26 15:49`` for tables."""
+    return timestamp[:16].replace("T", " ")
+
+
+def print_versions(versions: list[dict[str, Any]]) -> None:
+    """A table of version records (see `pacha.records`)."""
     from rich.table import Table
 
     from pacha.cli.output import human_size, stdout_console
@@ -85,21 +91,21 @@ def print_versions(versions: "list[ArtifactVersion]") -> None:
     for column in ("name", "version", "stage", "size", "aliases", "tags", "created"):
         table.add_column(column, justify="right" if column == "size" else "left", no_wrap=True)
     for v in versions:
+        style = _stage_style(v["stage"])
         table.add_row(
-            text(v.name),
-            text(v.version),
-            f"[{_stage_style(v.stage.value)}]{v.stage.value}[/]"
-            if _stage_style(v.stage.value)
-            else v.stage.value,
-            human_size(v.size),
-            text(", ".join(v.aliases)),
-            text(", ".join(f"{k}={val}" for k, val in v.tags.items())),
-            v.created_at.strftime("%Y-%m-%d %H:%M"),
+            text(v["name"]),
+            text(v["version"]),
+            f"[{style}]{v['stage']}[/]" if style else v["stage"],
+            human_size(v["size"]),
+            text(", ".join(v["aliases"])),
+            text(", ".join(f"{k}={val}" for k, val in v["tags"].items())),
+            _when(v["created_at"]),
         )
     stdout_console().print(table, soft_wrap=True)
 
 
-def print_version_details(v: "ArtifactVersion") -> None:
+def print_version_details(v: dict[str, Any]) -> None:
+    """One version record with its history (see `pacha.records`)."""
     from rich.table import Table
 
     from pacha.cli.output import human_size, stdout_console
@@ -108,42 +114,36 @@ def print_version_details(v: "ArtifactVersion") -> None:
     details = Table(box=None, show_header=False, pad_edge=False)
     details.add_column(style="bold")
     details.add_column(overflow="fold")
+    layout = "file" if v["layout"] == "file" else f"directory of {v['file_count']} files"
     rows: list[tuple[str, str]] = [
-        ("name", v.name),
-        ("version", v.version),
-        ("stage", v.stage.value),
-        ("digest", v.digest),
-        ("size", f"{human_size(v.size)} ({v.size} bytes)"),
-        ("layout", v.layout if v.layout == "file" else f"directory of {v.file_count} files"),
-        ("created", f"{v.created_at.isoformat()} by {v.created_by}"),
+        ("name", v["name"]),
+        ("version", v["version"]),
+        ("stage", v["stage"]),
+        ("digest", v["digest"]),
+        ("size", f"{human_size(v['size'])} ({v['size']} bytes)"),
+        ("layout", layout),
+        ("created", f"{v['created_at']} by {v['created_by']}"),
     ]
-    if v.description:
-        rows.append(("description", v.description))
-    if v.aliases:
-        rows.append(("aliases", ", ".join(v.aliases)))
-    if v.tags:
-        rows.append(("tags", ", ".join(f"{k}={val}" for k, val in v.tags.items())))
-    document = v.document()
-    if document and document.get("metrics"):
-        rows.append(
-            ("metrics", ", ".join(f"{k}={val:g}" for k, val in document["metrics"].items()))
-        )
-    if document and document.get("purpose"):
+    if v["description"]:
+        rows.append(("description", v["description"]))
+    if v["aliases"]:
+        rows.append(("aliases", ", ".join(v["aliases"])))
+    if v["tags"]:
+        rows.append(("tags", ", ".join(f"{k}={val}" for k, val in v["tags"].items())))
+    document = v["document"] or {}
+    if document.get("metrics"):
+        rows.append(("metrics", ", ".join(f"{k}={val}" for k, val in document["metrics"].items())))
+    if document.get("purpose"):
         rows.append(("purpose", str(document["purpose"])))
     for key, value in rows:
         details.add_row(key, text(value))
     console.print(details, soft_wrap=True)
-    if v.history:
+    if v["history"]:
         history = Table(title="stage history", title_justify="left", box=None, pad_edge=False)
         for column in ("from", "to", "when", "who"):
             history.add_column(column)
-        for t in v.history:
-            history.add_row(
-                t.from_stage.value if t.from_stage else "—",
-                t.to_stage.value,
-                t.at.isoformat(),
-                t.by,
-            )
+        for t in v["history"]:
+            history.add_row(t["from_stage"] or "—", t["to_stage"], t["at"], text(t["by"]))
         console.print()
         console.print(history, soft_wrap=True)
 
@@ -284,9 +284,9 @@ def make_group(kind: str) -> typer.Typer:
         registry = open_registry(ctx)
         tags = parse_pairs(tag, "tag")
         if name is None and stage is None and not tags:
-            names = registry.list_models() if kind == "model" else registry.list_datasets()
+            names = registry.name_records(kind)  # type: ignore[arg-type]
             if json_out:
-                print_json([n.model_dump() for n in names])
+                print_json(names)
                 return
             from rich.table import Table
 
@@ -294,7 +294,7 @@ def make_group(kind: str) -> typer.Typer:
             for column in ("name", "versions", "latest"):
                 table.add_column(column, no_wrap=True)
             for n in names:
-                table.add_row(text(n.name), str(n.versions), text(n.latest or "—"))
+                table.add_row(text(n["name"]), str(n["versions"]), text(n["latest"] or "—"))
             if names:
                 stdout_console().print(table, soft_wrap=True)
             else:
@@ -302,10 +302,9 @@ def make_group(kind: str) -> typer.Typer:
                     f"no {noun}s yet; register one with `pacha {cmd} register NAME PATH -v 1.0.0`"
                 )
             return
-        lister = registry.list_model_versions if kind == "model" else registry.list_dataset_versions
-        versions: list[Any] = lister(name, stage=stage, tags=tags)
+        versions = registry.version_records(kind, name, stage=stage, tags=tags)  # type: ignore[arg-type]
         if json_out:
-            print_json([v.to_json() for v in versions])
+            print_json(versions)
         elif versions:
             print_versions(versions)
         else:
@@ -321,16 +320,11 @@ def make_group(kind: str) -> typer.Typer:
         """Show one version: digest, size, stage and its history, aliases, tags, card."""
         from pacha.cli.output import print_json
 
-        registry = open_registry(ctx)
-        result = (
-            registry.get_model(ref, version)
-            if kind == "model"
-            else registry.get_dataset(ref, version)
-        )
+        record = open_registry(ctx).version_record(kind, ref, version)  # type: ignore[arg-type]
         if json_out:
-            print_json(result.to_json())
+            print_json(record)
         else:
-            print_version_details(result)
+            print_version_details(record)
 
     @group.command("download")
     def download(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -49,7 +49,7 @@ def add(
     from pacha.cli.progress import transfer_progress
 
     store = _store(ctx)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in files:
         with transfer_progress(f"storing {name}", quiet=quiet) as progress:
             outcome = store.put_file(name, progress)
