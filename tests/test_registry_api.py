@@ -1040,3 +1040,41 @@ def test_concurrent_writers(registry: Path, tmp_path: Path) -> None:
     assert stats.models == WORKERS + 1
     assert len(reg.list_model_versions("race")) == RACED
     assert reg.verify().ok
+
+
+def test_non_finite_metrics_are_refused_through_the_api_too(
+    reg: pacha.Registry, tmp_path: Path
+) -> None:
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(pacha.InvalidInputError, match="metrics"):
+            reg.register_model("m", blob(tmp_path, "m.bin", b"m"), "1.0.0", metrics={"acc": bad})
+    assert reg.list_models() == []
+
+
+def test_force_never_replaces_the_registry_or_the_current_directory(
+    reg: pacha.Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "tree"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f.txt").write_text("x")
+    reg.register_dataset("d", src, "1.0.0")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for target in (reg.path, reg.path.parent, work, ".", reg.path / "objects" / "x"):
+        with pytest.raises(pacha.InvalidInputError, match="refusing"):
+            reg.download_dataset("d:1.0.0", target, force=True)
+    assert reg.verify().ok
+
+
+def test_force_replaces_a_directory_atomically(reg: pacha.Registry, tmp_path: Path) -> None:
+    src = tmp_path / "tree"
+    src.mkdir()
+    (src / "a.txt").write_text("new")
+    reg.register_dataset("d", src, "1.0.0")
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "old.txt").write_text("old")
+    reg.download_dataset("d:1.0.0", dest, force=True)
+    assert sorted(p.name for p in dest.iterdir()) == ["a.txt"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".pacha-")] == []

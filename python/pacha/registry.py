@@ -86,10 +86,24 @@ def _document(value: Union[D, Mapping[str, Any], PathLike, None], model: type[D]
     if isinstance(value, model):
         return value
     if isinstance(value, Mapping):
-        return model.model_validate(dict(value))
+        return _validated(model, dict(value))
     from pacha.cards import load_document
 
     return load_document(cast(PathLike, value), model)
+
+
+def _validated(model: type[D], data: dict[str, Any]) -> D:
+    """Validate a card or datasheet given as data; errors become `InvalidInputError`."""
+    from pydantic import ValidationError
+
+    from pacha.cards import describe_validation_error
+    from pacha.errors import InvalidInputError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        what = "model card" if model.__name__ == "ModelCard" else "datasheet"
+        raise InvalidInputError(f"invalid {what}: {describe_validation_error(exc)}") from None
 
 
 def _stage_text(stage: Union[Stage, str, None]) -> Optional[str]:
@@ -143,15 +157,14 @@ class Registry:
         from pacha.models import ModelCard, ModelVersion
 
         model_card = _document(card, ModelCard)
-        if metrics:
-            model_card = model_card or ModelCard()
-            model_card = model_card.model_copy(
-                update={
-                    "metrics": {**model_card.metrics, **{k: float(v) for k, v in metrics.items()}}
-                }
-            )
-        if model_card is not None and description and not model_card.description:
-            model_card = model_card.model_copy(update={"description": description})
+        if metrics or (model_card is not None and description and not model_card.description):
+            # Rebuilt through validation (model_copy would skip it: a NaN metric must fail here).
+            data = model_card.model_dump() if model_card is not None else {}
+            if metrics:
+                data["metrics"] = {**data.get("metrics", {}), **metrics}
+            if description and not data.get("description"):
+                data["description"] = description
+            model_card = _validated(ModelCard, data)
         return self._register(
             "model",
             name,
@@ -263,7 +276,8 @@ class Registry:
 
         sheet = _document(datasheet, Datasheet)
         if purpose:
-            sheet = (sheet or Datasheet()).model_copy(update={"purpose": purpose})
+            data = sheet.model_dump() if sheet is not None else {}
+            sheet = _validated(Datasheet, {**data, "purpose": purpose})
         return self._register(
             "dataset",
             name,

@@ -76,7 +76,7 @@ pub enum CoreError {
     },
 
     #[error(
-        "the registry database {} is busy: another pacha process held it for over {}s; \
+        "the registry database {} is locked by another process (waited up to {}s); \
          try again when that process has finished",
         path.display(), waited.as_secs()
     )]

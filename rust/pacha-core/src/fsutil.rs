@@ -63,10 +63,20 @@ pub(crate) fn file_kind(meta: &fs::Metadata) -> &'static str {
 /// `O_NONBLOCK` keeps a FIFO from blocking the open until a writer appears: we look at what
 /// we opened (fstat on the descriptor, no race with a rename) and refuse it.
 pub(crate) fn open_regular(path: &Path) -> Result<(File, fs::Metadata)> {
+    open_regular_with(path, libc::O_NONBLOCK)
+}
+
+/// Like [`open_regular`], but a symbolic link in the last component is refused (`ELOOP`)
+/// instead of followed: for files whose identity was checked beforehand.
+pub(crate) fn open_regular_nofollow(path: &Path) -> Result<(File, fs::Metadata)> {
+    open_regular_with(path, libc::O_NONBLOCK | libc::O_NOFOLLOW)
+}
+
+fn open_regular_with(path: &Path, flags: i32) -> Result<(File, fs::Metadata)> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(flags)
         .open(path)
         .at(path)?;
     let meta = file.metadata().at(path)?;

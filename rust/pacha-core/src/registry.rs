@@ -16,7 +16,29 @@ use crate::meta::{
     VersionRecord,
 };
 use crate::store::{Expected, LocalStore, ObjectStore, Problem};
-use crate::{tree, Digest, Progress, Result};
+use crate::{tree, CoreError, Digest, Progress, Result};
+
+/// `path` made absolute with symlinks resolved; for a path that does not exist yet, its
+/// nearest existing ancestor resolved and the rest appended. `None` if nothing resolves.
+fn canonical_target(path: &Path) -> Option<PathBuf> {
+    let mut missing = Vec::new();
+    let mut current = path.to_path_buf();
+    loop {
+        if let Ok(found) = fs::canonicalize(&current) {
+            return Some(
+                missing
+                    .iter()
+                    .rev()
+                    .fold(found, |acc, part: &std::ffi::OsString| acc.join(part)),
+            );
+        }
+        missing.push(current.file_name()?.to_os_string());
+        current = match current.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+    }
+}
 
 pub const OBJECTS_DIR: &str = "objects";
 pub const DATABASE_FILE: &str = "registry.db";
@@ -147,6 +169,7 @@ impl Registry {
         progress: &Progress,
     ) -> Result<VersionRecord> {
         let record = self.meta.resolve(kind, reference)?;
+        self.check_destination(dest)?;
         match record.layout {
             Layout::File => {
                 self.store
@@ -158,6 +181,41 @@ impl Registry {
             }
         }
         Ok(record)
+    }
+
+    /// Refuse destinations whose replacement (with `--force`) or filling would destroy the
+    /// registry itself or the directory the user stands in: anything inside the registry,
+    /// the registry's directory or one of its parents, the current directory or one of its
+    /// parents, and the home directory.
+    fn check_destination(&self, dest: &Path) -> Result<()> {
+        let Some(target) = canonical_target(dest) else {
+            return Ok(());
+        };
+        let refuse = |why: &str| CoreError::InvalidInput {
+            message: format!(
+                "refusing to write to {}: {why}; choose another output path",
+                dest.display()
+            ),
+        };
+        if let Ok(root) = fs::canonicalize(&self.root) {
+            if target.starts_with(&root) {
+                return Err(refuse("it is inside the registry"));
+            }
+            if root.starts_with(&target) {
+                return Err(refuse("it contains the registry"));
+            }
+        }
+        if let Ok(cwd) = std::env::current_dir().and_then(fs::canonicalize) {
+            if cwd.starts_with(&target) {
+                return Err(refuse("it is the current directory or one of its parents"));
+            }
+        }
+        if let Some(home) = std::env::var_os("HOME").and_then(|h| fs::canonicalize(h).ok()) {
+            if home == target {
+                return Err(refuse("it is the home directory"));
+            }
+        }
+        Ok(())
     }
 
     /// Check the objects needed by the given version ids (every version when `None`), naming

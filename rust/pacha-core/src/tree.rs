@@ -8,14 +8,14 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::IoContext;
-use crate::fsutil::file_kind;
+use crate::fsutil::{file_kind, open_regular_nofollow};
 use crate::store::ObjectStore;
 use crate::{CoreError, Digest, Progress, Result};
 
@@ -59,6 +59,8 @@ struct FileToStore {
     absolute: PathBuf,
     size: u64,
     executable: bool,
+    /// (device, inode) seen by the walk: the file opened later must be this very file.
+    identity: (u64, u64),
 }
 
 fn refuse(path: &Path, why: &str) -> CoreError {
@@ -107,6 +109,7 @@ fn walk(
                 relative: relative_text(root, &path)?,
                 size: meta.len(),
                 executable: meta.permissions().mode() & 0o111 != 0,
+                identity: (meta.dev(), meta.ino()),
                 absolute: path,
             });
         } else if file_type.is_symlink() {
@@ -134,6 +137,7 @@ fn walk(
                 relative: relative_text(root, &path)?,
                 size: target_meta.len(),
                 executable: target_meta.permissions().mode() & 0o111 != 0,
+                identity: (target_meta.dev(), target_meta.ino()),
                 absolute: target,
             });
         } else {
@@ -159,7 +163,17 @@ pub fn ingest_dir(store: &dyn ObjectStore, root: &Path, progress: &Progress) -> 
     let stored: Vec<Result<Entry>> = files
         .par_iter()
         .map(|file| {
-            let outcome = store.put_file(&file.absolute, progress)?;
+            // Opened without following links and checked against what the walk saw, so that
+            // swapping a file for a link (to a secret outside the directory) while a large
+            // directory is being stored cannot smuggle it in.
+            let (opened, meta) = open_regular_nofollow(&file.absolute)?;
+            if (meta.dev(), meta.ino()) != file.identity {
+                return Err(CoreError::SourceChanged {
+                    path: file.absolute.clone(),
+                    detail: "it was replaced by another file during the walk".into(),
+                });
+            }
+            let outcome = store.put_open_file(opened, &meta, &file.absolute, progress)?;
             Ok(Entry {
                 path: file.relative.clone(),
                 digest: outcome.digest.to_hex(),
@@ -269,6 +283,12 @@ pub fn export_tree(
             if !overwrite {
                 return Err(CoreError::AlreadyExists { path: dest.into() });
             }
+            if meta.file_type().is_symlink() {
+                return Err(refuse(
+                    dest,
+                    "is a symbolic link; give the real directory, or another output",
+                ));
+            }
             if !meta.is_dir() {
                 return Err(refuse(
                     dest,
@@ -314,23 +334,51 @@ pub fn export_tree(
     progress.check()?;
     // The staging directory is 0700 like any temp dir; give it ordinary permissions.
     fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755)).at(staging.path())?;
-    let staged = staging.keep();
     if exists {
-        let old = parent.join(format!(".pacha-old-{}", std::process::id()));
-        fs::rename(dest, &old).at(dest)?;
-        if let Err(e) = fs::rename(&staged, dest) {
-            // Put the original back: never leave the user with neither.
-            let _ = fs::rename(&old, dest);
-            let _ = fs::remove_dir_all(&staged);
-            return Err(CoreError::io(dest, e));
-        }
-        fs::remove_dir_all(&old).at(&old)?;
-    } else if let Err(e) = fs::rename(&staged, dest) {
-        let _ = fs::remove_dir_all(&staged);
-        return Err(CoreError::io(dest, e));
+        // One atomic step: the new tree takes `dest`'s place and the old one moves to the
+        // staging path, from where it is deleted (dropping `staging`). Readers of `dest` never
+        // see it missing, and a crash leaves either the old tree or the new one in place.
+        exchange(staging.path(), dest)?;
+    } else {
+        fs::rename(staging.path(), dest).at(dest)?;
+        // Renamed away: nothing is left for `staging` to delete.
+        let _ = staging.keep();
     }
     crate::fsutil::sync_dir(&parent)?;
     Ok(total)
+}
+
+/// Atomically swap two directory entries (Linux `renameat2(RENAME_EXCHANGE)`).
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| refuse(p, "the path contains a NUL byte"))
+    };
+    let (ca, cb) = (c(a)?, c(b)?);
+    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call, and
+    // AT_FDCWD makes the kernel resolve them like any relative or absolute path.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(CoreError::io(b, io::Error::last_os_error()))
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_a: &Path, b: &Path) -> Result<()> {
+    Err(refuse(b, "replacing an existing directory needs an atomic exchange, which this platform lacks; remove it first"))
 }
 
 #[cfg(test)]

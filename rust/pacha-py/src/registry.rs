@@ -237,6 +237,11 @@ impl Registry {
             .map(|n| meta::names::validate_name(&n))
             .transpose()
             .map_err(to_py)?;
+        let tags = tags
+            .iter()
+            .map(|(k, v)| meta::names::validate_tag(k, v))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(to_py)?;
         let filter = ListFilter {
             stage: stage.map(Stage::parse).transpose().map_err(to_py)?,
             tags,

@@ -354,14 +354,17 @@ fn resolve_in(
             })?
         }
         Selector::Stage(stage) => {
+            // The version that entered the stage most recently, so that promoting an older
+            // version (a rollback) takes effect at once.
             let stage_text = stage.as_str();
             let mut rows = versions_where(
                 store,
                 conn,
-                "v.artifact_id = ?1 AND v.stage = ?2",
+                "v.id = (SELECT h.version_id FROM stage_history h JOIN versions x ON x.id = h.version_id \
+                 WHERE x.artifact_id = ?1 AND x.stage = ?2 AND h.to_stage = ?2 \
+                 ORDER BY h.id DESC LIMIT 1)",
                 &[&artifact, &stage_text],
             )?;
-            sort_by_precedence(&mut rows, |r| &r.version);
             rows.pop().ok_or_else(|| {
                 not_found(kind, format!("{name}@{stage} (no version in that stage)"))
             })?
@@ -622,9 +625,6 @@ impl MetadataStore for SqliteMetaStore {
         self.write(|tx| {
             let record = resolve_in(self, tx, kind, reference)?;
             record.stage.check_transition(to)?;
-            if record.stage == to {
-                return Ok(record);
-            }
             if to == Stage::Production && archive_existing {
                 let artifact = artifact_id(self, tx, kind, &record.name)?.unwrap_or_default();
                 let production = Stage::Production.as_str();
@@ -649,6 +649,9 @@ impl MetadataStore for SqliteMetaStore {
                         actor,
                     )?;
                 }
+            }
+            if record.stage == to {
+                return Ok(record);
             }
             tx.execute(
                 "UPDATE versions SET stage = ?1 WHERE id = ?2",

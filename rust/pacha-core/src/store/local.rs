@@ -424,11 +424,21 @@ impl ObjectStore for LocalStore {
 
     fn put_file(&self, source: &Path, progress: &Progress) -> Result<PutOutcome> {
         let (file, meta) = open_regular(source)?;
+        self.put_open_file(file, &meta, source, progress)
+    }
+
+    fn put_open_file(
+        &self,
+        file: File,
+        meta: &fs::Metadata,
+        source: &Path,
+        progress: &Progress,
+    ) -> Result<PutOutcome> {
         progress.add_total(meta.len());
         if meta.len() <= SMALL_OBJECT_MAX {
-            self.put_small(file, source, &meta, progress)
+            self.put_small(file, source, meta, progress)
         } else {
-            self.put_large(file, source, &meta, progress)
+            self.put_large(file, source, meta, progress)
         }
     }
 

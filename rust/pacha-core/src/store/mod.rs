@@ -106,6 +106,16 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Already-present content writes nothing and succeeds.
     fn put_file(&self, source: &Path, progress: &Progress) -> Result<PutOutcome>;
 
+    /// Ingest an already opened regular file (`meta` is its fstat): for callers that checked
+    /// the file's identity when they opened it. `source` names it in errors.
+    fn put_open_file(
+        &self,
+        file: std::fs::File,
+        meta: &std::fs::Metadata,
+        source: &Path,
+        progress: &Progress,
+    ) -> Result<PutOutcome>;
+
     /// Store a small in-memory object (a manifest, a card). Not for artifacts.
     fn put_bytes(&self, data: &[u8]) -> Result<PutOutcome>;
 

@@ -279,3 +279,63 @@ fn concurrent_writers_wait_instead_of_failing() {
     let store = SqliteMetaStore::open(&path).expect("open");
     assert_eq!(store.stats().expect("stats").versions, 4 * 25 + 25);
 }
+
+#[test]
+fn a_stage_reference_means_the_version_that_entered_it_last() {
+    let (_dir, store) = store();
+    for v in ["1.9.0", "2.0.0"] {
+        store.insert_version(&new("m", v)).expect("insert");
+        store
+            .transition(
+                Kind::Model,
+                &reference(&format!("m:{v}")),
+                Stage::Staging,
+                false,
+                "u",
+            )
+            .expect("staging");
+    }
+    store
+        .transition(
+            Kind::Model,
+            &reference("m:2.0.0"),
+            Stage::Production,
+            false,
+            "u",
+        )
+        .expect("2");
+    store
+        .transition(
+            Kind::Model,
+            &reference("m:1.9.0"),
+            Stage::Production,
+            false,
+            "u",
+        )
+        .expect("1.9");
+    // A rollback to 1.9.0 takes effect although 2.0.0 has higher precedence.
+    assert_eq!(
+        store
+            .resolve(Kind::Model, &reference("m@production"))
+            .expect("prod")
+            .version,
+        "1.9.0"
+    );
+    // Archiving the others works even for a version already in production.
+    store
+        .transition(
+            Kind::Model,
+            &reference("m:1.9.0"),
+            Stage::Production,
+            true,
+            "u",
+        )
+        .expect("again");
+    assert_eq!(
+        store
+            .resolve(Kind::Model, &reference("m:2.0.0"))
+            .expect("2")
+            .stage,
+        Stage::Archived
+    );
+}
