@@ -1078,3 +1078,20 @@ def test_force_replaces_a_directory_atomically(reg: pacha.Registry, tmp_path: Pa
     reg.download_dataset("d:1.0.0", dest, force=True)
     assert sorted(p.name for p in dest.iterdir()) == ["a.txt"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".pacha-")] == []
+
+
+def test_fast_record_construction_matches_model_construct(
+    reg: pacha.Registry, tmp_path: Path
+) -> None:
+    from pacha.registry import _construct
+
+    made = reg.register_model("m", blob(tmp_path, "m.bin", b"m"), "1.0.0", tags={"a": "b"})
+    fields = {name: getattr(made, name) for name in type(made).model_fields}
+    fast = _construct(pacha.ModelVersion, dict(fields), {"_document": None})
+    slow = pacha.ModelVersion.model_construct(**fields)
+    assert fast == slow
+    assert fast.model_dump() == slow.model_dump()
+    assert fast.__pydantic_fields_set__ == slow.__pydantic_fields_set__
+    assert fast.__pydantic_private__ == slow.__pydantic_private__
+    with pytest.raises(ValueError):
+        fast.name = "other"  # type: ignore[misc]

@@ -3,7 +3,7 @@
 
 import builtins
 import os
-from typing import Optional, Union, final
+from typing import Any, Optional, Union, final
 
 from typing_extensions import Buffer
 
@@ -12,6 +12,7 @@ _Path = Union[str, os.PathLike[str]]
 __all__ = [
     "PARALLEL_THRESHOLD",
     "SMALL_OBJECT_MAX",
+    "VERSION_ROW_FIELDS",
     "Hasher",
     "NameInfo",
     "ObjectInfo",
@@ -37,6 +38,7 @@ __all__ = [
 __version__: str
 PARALLEL_THRESHOLD: int
 SMALL_OBJECT_MAX: int
+VERSION_ROW_FIELDS: list[str]
 
 def hash_file(path: _Path, progress: Optional[Progress] = None) -> str:
     """BLAKE3-256 of the file at ``path`` as 64 hex characters, identical to ``b3sum``."""
@@ -264,6 +266,13 @@ class Registry:
         stage: Optional[str] = None,
         tags: builtins.list[tuple[str, str]] = ...,
     ) -> builtins.list[VersionInfo]: ...
+    def list_version_rows(
+        self,
+        kind: str,
+        name: Optional[str] = None,
+        stage: Optional[str] = None,
+        tags: builtins.list[tuple[str, str]] = ...,
+    ) -> builtins.list[tuple[Any, ...]]: ...
     def transition(
         self,
         kind: str,

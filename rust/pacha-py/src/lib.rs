@@ -33,6 +33,25 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<registry::RegistryProblem>()?;
     m.add_class::<registry::RegistryVerifyReport>()?;
     m.add_class::<registry::StatsInfo>()?;
+    m.add(
+        "VERSION_ROW_FIELDS",
+        vec![
+            "kind",
+            "name",
+            "version",
+            "stage",
+            "digest",
+            "layout",
+            "size",
+            "file_count",
+            "description",
+            "aliases",
+            "tags",
+            "created_at",
+            "created_by",
+            "card",
+        ],
+    )?;
     m.add_function(wrap_pyfunction!(registry::parse_version, m)?)?;
     m.add_function(wrap_pyfunction!(registry::compare_versions, m)?)?;
     m.add_function(wrap_pyfunction!(registry::validate_name, m)?)?;

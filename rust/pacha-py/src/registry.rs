@@ -8,6 +8,7 @@ use pacha_core::meta::{
 };
 use pacha_core::registry::{self, RegisterRequest};
 use pyo3::prelude::*;
+use pyo3::IntoPyObject;
 
 use crate::detach::{progress_of, run_detached, Progress};
 use crate::errors::to_py;
@@ -250,6 +251,43 @@ impl Registry {
             .detach(|| self.0.meta().list_versions(kind, name.as_deref(), &filter))
             .map_err(to_py)?;
         Ok(versions.into_iter().map(VersionInfo::from).collect())
+    }
+
+    /// Like `list_versions`, but each version as a plain tuple in `VERSION_ROW_FIELDS` order:
+    /// building 10,000 tuples in one call is several times cheaper than reading 10,000
+    /// objects attribute by attribute, which is what makes listing large registries fast.
+    #[pyo3(signature = (kind, name = None, stage = None, tags = Vec::new()))]
+    fn list_version_rows<'py>(
+        &self,
+        py: Python<'py>,
+        kind: &str,
+        name: Option<String>,
+        stage: Option<&str>,
+        tags: Vec<(String, String)>,
+    ) -> PyResult<Vec<Bound<'py, pyo3::types::PyTuple>>> {
+        let versions = self.list_versions(py, kind, name, stage, tags)?;
+        versions
+            .into_iter()
+            .map(|v| {
+                let items: [Bound<'py, PyAny>; 14] = [
+                    v.kind.into_pyobject(py)?.into_any(),
+                    v.name.into_pyobject(py)?.into_any(),
+                    v.version.into_pyobject(py)?.into_any(),
+                    v.stage.into_pyobject(py)?.into_any(),
+                    v.digest.into_pyobject(py)?.into_any(),
+                    v.layout.into_pyobject(py)?.into_any(),
+                    v.size.into_pyobject(py)?.into_any(),
+                    v.file_count.into_pyobject(py)?.into_any(),
+                    v.description.into_pyobject(py)?.into_any(),
+                    v.aliases.into_pyobject(py)?.into_any(),
+                    v.tags.into_pyobject(py)?.into_any(),
+                    v.created_at.into_pyobject(py)?.into_any(),
+                    v.created_by.into_pyobject(py)?.into_any(),
+                    v.card.into_pyobject(py)?.into_any(),
+                ];
+                pyo3::types::PyTuple::new(py, items)
+            })
+            .collect()
     }
 
     /// Move a version to another stage (the original pacha's rules).
