@@ -40,6 +40,8 @@ from pacha.home import open_store, registry_path
 # and commands that do not need them (`pacha --help`, `pacha hash`) start fast.
 _LAZY = {
     "Registry": "pacha.registry",
+    "RecipeProblem": "pacha.recipes",
+    "RecipeValidationError": "pacha.recipes",
     **dict.fromkeys(
         (
             "ArtifactVersion",
@@ -49,6 +51,7 @@ _LAZY = {
             "ModelCard",
             "ModelVersion",
             "NameSummary",
+            "RecipeVersion",
             "RegistryStats",
             "Stage",
             "StageTransition",
@@ -68,12 +71,14 @@ if TYPE_CHECKING:
         ModelCard,
         ModelVersion,
         NameSummary,
+        RecipeVersion,
         RegistryStats,
         Stage,
         StageTransition,
         VerifyProblem,
         VerifyResult,
     )
+    from pacha.recipes import RecipeProblem, RecipeValidationError
     from pacha.registry import Registry
 
 
@@ -114,6 +119,9 @@ __all__ = [
     "Problem",
     "Progress",
     "PutOutcome",
+    "RecipeProblem",
+    "RecipeValidationError",
+    "RecipeVersion",
     "Registry",
     "RegistryBusyError",
     "RegistryStats",

@@ -22,6 +22,7 @@ __all__ = [
     "ModelCard",
     "ModelVersion",
     "NameSummary",
+    "RecipeVersion",
     "RegistryStats",
     "Stage",
     "StageTransition",
@@ -188,6 +189,15 @@ class DatasetVersion(ArtifactVersion):
     def datasheet(self) -> Optional[Datasheet]:
         document = self.document()
         return Datasheet.model_validate(document) if document is not None else None
+
+
+class RecipeVersion(ArtifactVersion):
+    kind: Literal["recipe"] = "recipe"
+
+    @property
+    def recipe(self) -> dict[str, Any]:
+        """The parsed recipe, every value with its TOML type (an int stays an int)."""
+        return self.document() or {}
 
 
 class NameSummary(BaseModel):

@@ -27,15 +27,17 @@ if TYPE_CHECKING:
         ModelCard,
         ModelVersion,
         NameSummary,
+        RecipeVersion,
         RegistryStats,
         Stage,
         VerifyResult,
     )
+    from pacha.recipes import RecipeProblem
 
 __all__ = ["Registry"]
 
 PathLike = Union[str, "os.PathLike[str]"]
-Kind = Literal["model", "dataset"]
+Kind = Literal["model", "dataset", "recipe"]
 V = TypeVar("V", bound="ArtifactVersion")
 D = TypeVar("D", "ModelCard", "Datasheet")
 
@@ -399,6 +401,99 @@ class Registry:
         from pacha.models import DatasetVersion
 
         return self._tag("dataset", ref, tags, version, DatasetVersion)
+
+    # ---- recipes ----
+
+    def register_recipe(self, path: PathLike) -> RecipeVersion:
+        """Register a TOML recipe file; its name and version come from the file. A recipe
+        with errors is refused with `RecipeValidationError` listing every problem."""
+        import json
+        import tempfile
+        from pathlib import Path
+
+        from pacha.models import RecipeVersion
+        from pacha.recipes import RecipeValidationError, read_recipe_file, validate_recipe_data
+
+        text, data = read_recipe_file(path)
+        problems = validate_recipe_data(data, self._dataset_problem)
+        if any(p.severity == "error" for p in problems):
+            raise RecipeValidationError(os.fspath(path), problems)
+        # Stored from a private copy of the validated text, so that the bytes kept are the
+        # bytes checked even if the file changes meanwhile.
+        with tempfile.TemporaryDirectory(prefix="pacha-recipe-") as tmp:
+            copy = Path(tmp) / "recipe.toml"
+            copy.write_bytes(text.encode("utf-8"))
+            info = self._core.register(
+                "recipe",
+                str(data["name"]),
+                copy,
+                version=str(data["version"]),
+                description=data.get("description"),
+                card=json.dumps(data),
+                actor=_actor(),
+            )
+        return self._with_history(info, RecipeVersion)
+
+    def get_recipe(self, ref: str, version: Optional[str] = None) -> RecipeVersion:
+        """One recipe version; ``.recipe`` is the parsed form."""
+        from pacha.models import RecipeVersion
+
+        return self._get("recipe", ref, version, RecipeVersion)
+
+    def recipe_text(self, ref: str, version: Optional[str] = None) -> str:
+        """The recipe's original TOML text, byte for byte as registered."""
+        from pacha.recipes import MAX_RECIPE_BYTES
+
+        info = self._core.resolve("recipe", ref, version)
+        return self.store.get_bytes(info.digest, MAX_RECIPE_BYTES).decode("utf-8")
+
+    def list_recipes(self) -> list[NameSummary]:
+        return self._names("recipe")
+
+    def list_recipe_versions(self, name: Optional[str] = None) -> list[RecipeVersion]:
+        from pacha.models import RecipeVersion
+
+        return self._versions("recipe", name, None, None, RecipeVersion)
+
+    def validate_recipe(
+        self, source: Union[str, PathLike], version: Optional[str] = None
+    ) -> list[RecipeProblem]:
+        """Every problem of a recipe file, or of a registered recipe (``NAME:VERSION`` or a
+        name plus ``version``); errors first. Dataset references are checked against this
+        registry."""
+        from pacha.recipes import validate_recipe_data
+
+        return validate_recipe_data(self._recipe_data(source, version), self._dataset_problem)
+
+    def diff_recipes(
+        self, a: Union[str, PathLike], b: Union[str, PathLike]
+    ) -> list[tuple[str, Any, Any]]:
+        """``(key path, value in a, value in b)`` for every setting that differs; each side
+        is a recipe file or a registered recipe reference."""
+        from pacha.recipes import recipe_diff
+
+        return recipe_diff(self._recipe_data(a, None), self._recipe_data(b, None))
+
+    def _recipe_data(self, source: Union[str, PathLike], version: Optional[str]) -> dict[str, Any]:
+        import json
+        from pathlib import Path
+
+        from pacha.recipes import read_recipe_file
+
+        if version is None and Path(source).is_file():
+            return read_recipe_file(source)[1]
+        info = self._core.resolve("recipe", os.fspath(source), version)
+        return json.loads(info.card) if info.card else {}
+
+    def _dataset_problem(self, ref: str) -> Optional[str]:
+        """None if the dataset reference resolves here, else why not."""
+        from pacha.errors import InvalidInputError
+
+        try:
+            self._core.resolve("dataset", ref)
+        except (NotFoundError, InvalidInputError) as exc:
+            return str(exc)
+        return None
 
     # ---- plain records (JSON-ready dicts, no pydantic): what the CLI's read commands use ----
 

@@ -92,6 +92,21 @@ impl ObjectStore {
         })
     }
 
+    /// The bytes of a small object (a manifest, a recipe), verified; objects larger than
+    /// `max_len` are refused.
+    fn get_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        digest: &str,
+        max_len: u64,
+    ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let digest = parse_digest(digest)?;
+        let data = py
+            .detach(|| self.0.get_bytes(&digest, max_len))
+            .map_err(to_py)?;
+        Ok(pyo3::types::PyBytes::new(py, &data))
+    }
+
     /// Every object, ordered by digest.
     fn list(&self, py: Python<'_>) -> PyResult<Vec<ObjectInfo>> {
         let objects = py.detach(|| self.0.list()).map_err(to_py)?;
