@@ -221,3 +221,13 @@ def test_cli_register_validate_get_diff(cli, registry: Path, tmp_path: Path) -> 
 
     diff = cli("recipe", "diff", str(path), str(bad), "--json")
     assert json.loads(diff.stdout) == [{"key": "hyperparameters.epochs", "a": 3, "b": 0}]
+
+
+def test_the_example_recipe_in_the_readme_quick_start_is_valid(
+    reg: pacha.Registry, tmp_path: Path
+) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "bert-finetune.toml"
+    data = tmp_path / "demo.txt"
+    data.write_text("demo")
+    reg.register_dataset("demo-data", data, bump="patch")
+    assert [p for p in reg.validate_recipe(example) if p.severity == "error"] == []
