@@ -57,23 +57,12 @@ def _timestamp(text: str) -> datetime:
 def _record(info: _core.VersionInfo, cls: type[V], history: Optional[list[Any]] = None) -> V:
     from pacha.models import Stage
 
-    fields: dict[str, Any] = {
-        "kind": info.kind,
-        "name": info.name,
-        "version": info.version,
-        "stage": Stage(info.stage),
-        "digest": info.digest,
-        "layout": info.layout,
-        "size": info.size,
-        "file_count": info.file_count,
-        "description": info.description,
-        "aliases": list(info.aliases),
-        "tags": dict(info.tags),
-        "created_at": _timestamp(info.created_at),
-        "created_by": info.created_by,
-        "history": history or [],
-    }
-    return _construct(cls, fields, {"_document": info.card})
+    row = (
+        info.kind, info.name, info.version, info.stage, info.digest, info.layout, info.size,
+        info.file_count, info.description, info.aliases, info.tags, info.created_at,
+        info.created_by, info.card,
+    )  # fmt: skip
+    return _model_from_row(row, cls, {stage.value: stage for stage in Stage}, history)
 
 
 def _records_from_rows(rows: list[tuple[Any, ...]], cls: type[V]) -> list[V]:
@@ -94,7 +83,12 @@ def _records_from_rows(rows: list[tuple[Any, ...]], cls: type[V]) -> list[V]:
     return models
 
 
-def _model_from_row(row: tuple[Any, ...], cls: type[V], stages: dict[str, Any]) -> V:
+def _model_from_row(
+    row: tuple[Any, ...],
+    cls: type[V],
+    stages: dict[str, Any],
+    history: Optional[list[Any]] = None,
+) -> V:
     (kind, name, version, stage, digest, layout, size, file_count, description, aliases,
      tags, created_at, created_by, card) = row  # fmt: skip
     fields = {
@@ -111,7 +105,7 @@ def _model_from_row(row: tuple[Any, ...], cls: type[V], stages: dict[str, Any]) 
         "tags": dict(tags),
         "created_at": _timestamp(created_at),
         "created_by": created_by,
-        "history": [],
+        "history": history or [],
     }
     return _construct(cls, fields, {"_document": card})
 
