@@ -81,6 +81,23 @@ def _when(timestamp: str) -> str:
     return timestamp[:16].replace("T", " ")
 
 
+def print_names(names: list[dict[str, Any]], empty_hint: str) -> None:
+    """A table of names with their version counts and latest release."""
+    from rich.table import Table
+
+    from pacha.cli.output import stdout_console
+
+    if not names:
+        typer.echo(empty_hint)
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "versions", "latest"):
+        table.add_column(column, no_wrap=True)
+    for n in names:
+        table.add_row(text(n["name"]), str(n["versions"]), text(n["latest"] or "—"))
+    stdout_console().print(table, soft_wrap=True)
+
+
 def print_versions(versions: list[dict[str, Any]]) -> None:
     """A table of version records (see `pacha.records`)."""
     from rich.table import Table
@@ -279,7 +296,7 @@ def make_group(kind: str) -> typer.Typer:
         json_out: JsonOption = False,
     ) -> None:
         """List names, or the versions of NAME in precedence order (1.2.0 before 1.10.0)."""
-        from pacha.cli.output import print_json, stdout_console
+        from pacha.cli.output import print_json
 
         registry = open_registry(ctx)
         tags = parse_pairs(tag, "tag")
@@ -287,19 +304,10 @@ def make_group(kind: str) -> typer.Typer:
             names = registry.name_records(kind)  # type: ignore[arg-type]
             if json_out:
                 print_json(names)
-                return
-            from rich.table import Table
-
-            table = Table(box=None, pad_edge=False)
-            for column in ("name", "versions", "latest"):
-                table.add_column(column, no_wrap=True)
-            for n in names:
-                table.add_row(text(n["name"]), str(n["versions"]), text(n["latest"] or "—"))
-            if names:
-                stdout_console().print(table, soft_wrap=True)
             else:
-                typer.echo(
-                    f"no {noun}s yet; register one with `pacha {cmd} register NAME PATH -v 1.0.0`"
+                print_names(
+                    names,
+                    f"no {noun}s yet; register one with `pacha {cmd} register NAME PATH -v 1.0.0`",
                 )
             return
         versions = registry.version_records(kind, name, stage=stage, tags=tags)  # type: ignore[arg-type]

@@ -7,7 +7,14 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from pacha.cli.artifacts import JsonOption, VersionOption, open_registry, print_versions, text
+from pacha.cli.artifacts import (
+    JsonOption,
+    VersionOption,
+    open_registry,
+    print_names,
+    print_versions,
+    text,
+)
 
 app = typer.Typer(
     help=(
@@ -114,25 +121,17 @@ def list_command(
     json_out: JsonOption = False,
 ) -> None:
     """List recipe names, or the versions of NAME in precedence order."""
-    from pacha.cli.output import print_json, stdout_console
+    from pacha.cli.output import print_json
 
     registry = open_registry(ctx)
     if name is None:
         names = registry.name_records("recipe")
         if json_out:
             print_json(names)
-            return
-        if not names:
-            typer.echo("no recipes yet; register one with `pacha recipe register FILE.toml`")
-            return
-        from rich.table import Table
-
-        table = Table(box=None, pad_edge=False)
-        for column in ("name", "versions", "latest"):
-            table.add_column(column, no_wrap=True)
-        for n in names:
-            table.add_row(text(n["name"]), str(n["versions"]), text(n["latest"] or "—"))
-        stdout_console().print(table, soft_wrap=True)
+        else:
+            print_names(
+                names, "no recipes yet; register one with `pacha recipe register FILE.toml`"
+            )
         return
     versions = registry.version_records("recipe", name)
     if json_out:
