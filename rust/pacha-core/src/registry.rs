@@ -63,6 +63,8 @@ pub struct RegisterRequest {
     pub card: Option<String>,
     pub tags: Vec<(String, String)>,
     pub actor: String,
+    /// The run (id or unique prefix) that produced this version, if any.
+    pub run: Option<String>,
 }
 
 /// A problem found by `verify`, with the versions it breaks.
@@ -123,6 +125,10 @@ impl Registry {
         }
         // Refuse a duplicate before copying gigabytes; the transaction checks again.
         self.meta.precheck(request.kind, &name, &request.version)?;
+        let run_id = match &request.run {
+            Some(run) => Some(self.meta.resolve_run(run)?.id),
+            None => None,
+        };
         let source_meta = fs::metadata(&request.source).at(&request.source)?;
         let (digest, layout, size, file_count, objects) = if source_meta.is_dir() {
             let ingested = tree::ingest_dir(self.store.as_ref(), &request.source, progress)?;
@@ -156,6 +162,7 @@ impl Registry {
             tags: request.tags.clone(),
             actor: request.actor.clone(),
             objects,
+            run_id,
         })
     }
 

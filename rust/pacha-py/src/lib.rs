@@ -29,6 +29,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<registry::Registry>()?;
     m.add_class::<registry::VersionInfo>()?;
     m.add_class::<registry::TransitionInfo>()?;
+    m.add_class::<registry::RunInfo>()?;
     m.add_class::<registry::NameInfo>()?;
     m.add_class::<registry::RegistryProblem>()?;
     m.add_class::<registry::RegistryVerifyReport>()?;

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use pacha_core::meta::{
-    self, Bump, Kind, ListFilter, Reference, Stage, Version, VersionChoice, VersionRecord,
+    self, Bump, Kind, ListFilter, MetricPoint, NewRun, Reference, RunRecord, RunStatus, Stage,
+    Version, VersionChoice, VersionRecord,
 };
 use pacha_core::registry::{self, RegisterRequest};
 use pyo3::prelude::*;
@@ -69,6 +70,37 @@ impl From<VersionRecord> for VersionInfo {
 impl VersionInfo {
     fn __repr__(&self) -> String {
         format!("VersionInfo({} {}:{})", self.kind, self.name, self.version)
+    }
+}
+
+/// One experiment run.
+#[pyclass(frozen, get_all, skip_from_py_object, module = "pacha._core")]
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub id: String,
+    pub recipe: Option<String>,
+    pub status: String,
+    pub params: String,
+    pub environment: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+    pub created_by: String,
+}
+
+impl From<RunRecord> for RunInfo {
+    fn from(r: RunRecord) -> Self {
+        RunInfo {
+            id: r.id,
+            recipe: r.recipe,
+            status: r.status.as_str().to_string(),
+            params: r.params,
+            environment: r.environment,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            error: r.error,
+            created_by: r.created_by,
+        }
     }
 }
 
@@ -149,7 +181,7 @@ impl Registry {
     /// Register the file or directory `source` as a new version. Give exactly one of
     /// `version` and `bump`.
     #[pyo3(signature = (kind, name, source, *, version = None, bump = None, description = None,
-                        card = None, tags = Vec::new(), actor, progress = None))]
+                        card = None, tags = Vec::new(), actor, run = None, progress = None))]
     #[allow(clippy::too_many_arguments)]
     fn register(
         &self,
@@ -163,6 +195,7 @@ impl Registry {
         card: Option<String>,
         tags: Vec<(String, String)>,
         actor: String,
+        run: Option<String>,
         progress: Option<&Bound<'_, Progress>>,
     ) -> PyResult<VersionInfo> {
         let choice = match (version, bump) {
@@ -183,6 +216,7 @@ impl Registry {
             card,
             tags,
             actor,
+            run,
         };
         let registry = self.0.clone();
         run_detached(py, progress_of(progress), move |p| {
@@ -414,6 +448,172 @@ impl Registry {
                 })
                 .collect(),
         })
+    }
+
+    /// Start a run (status `running`) with a caller-chosen 32-hex id.
+    #[pyo3(signature = (id, recipe, recipe_version, params, environment, actor))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_run(
+        &self,
+        py: Python<'_>,
+        id: String,
+        recipe: Option<&str>,
+        recipe_version: Option<&str>,
+        params: String,
+        environment: String,
+        actor: String,
+    ) -> PyResult<RunInfo> {
+        let recipe = recipe
+            .map(|r| self::reference(r, recipe_version))
+            .transpose()?;
+        let new = NewRun {
+            id,
+            recipe,
+            params,
+            environment,
+            actor,
+        };
+        py.detach(|| self.0.meta().create_run(&new))
+            .map(RunInfo::from)
+            .map_err(to_py)
+    }
+
+    /// A run by id or unique prefix (at least 6 characters).
+    fn resolve_run(&self, py: Python<'_>, id: &str) -> PyResult<RunInfo> {
+        py.detach(|| self.0.meta().resolve_run(id))
+            .map(RunInfo::from)
+            .map_err(to_py)
+    }
+
+    fn set_run_params(&self, py: Python<'_>, id: &str, params: &str) -> PyResult<()> {
+        py.detach(|| self.0.meta().set_run_params(id, params))
+            .map_err(to_py)
+    }
+
+    /// Append `(name, step, value, unix_time)` points in one transaction.
+    fn log_metrics(
+        &self,
+        py: Python<'_>,
+        id: &str,
+        points: Vec<(String, i64, f64, f64)>,
+    ) -> PyResult<()> {
+        let points: Vec<MetricPoint> = points
+            .into_iter()
+            .map(|(name, step, value, at)| MetricPoint {
+                name,
+                step,
+                value,
+                at,
+            })
+            .collect();
+        py.detach(|| self.0.meta().log_metrics(id, &points))
+            .map_err(to_py)
+    }
+
+    #[pyo3(signature = (id, status, error = None))]
+    fn finish_run(
+        &self,
+        py: Python<'_>,
+        id: &str,
+        status: &str,
+        error: Option<&str>,
+    ) -> PyResult<RunInfo> {
+        let status = RunStatus::parse(status).map_err(to_py)?;
+        py.detach(|| self.0.meta().finish_run(id, status, error))
+            .map(RunInfo::from)
+            .map_err(to_py)
+    }
+
+    #[pyo3(signature = (recipe = None, recipe_version = None, status = None))]
+    fn list_runs(
+        &self,
+        py: Python<'_>,
+        recipe: Option<&str>,
+        recipe_version: Option<&str>,
+        status: Option<&str>,
+    ) -> PyResult<Vec<RunInfo>> {
+        let recipe = recipe
+            .map(|r| self::reference(r, recipe_version))
+            .transpose()?;
+        let status = status.map(RunStatus::parse).transpose().map_err(to_py)?;
+        let runs = py
+            .detach(|| self.0.meta().list_runs(recipe.as_ref(), status))
+            .map_err(to_py)?;
+        Ok(runs.into_iter().map(RunInfo::from).collect())
+    }
+
+    /// Every point of a run: `(name, step, value, unix_time)`, by name then step.
+    fn run_metrics(&self, py: Python<'_>, id: &str) -> PyResult<Vec<(String, i64, f64, f64)>> {
+        let points = py.detach(|| self.0.meta().run_metrics(id)).map_err(to_py)?;
+        Ok(points
+            .into_iter()
+            .map(|p| (p.name, p.step, p.value, p.at))
+            .collect())
+    }
+
+    /// `(run id, name, step, value)` of each metric's point at its highest step.
+    fn final_metrics(
+        &self,
+        py: Python<'_>,
+        ids: Vec<String>,
+    ) -> PyResult<Vec<(String, String, i64, f64)>> {
+        let finals = py
+            .detach(|| self.0.meta().final_metrics(&ids))
+            .map_err(to_py)?;
+        Ok(finals
+            .into_iter()
+            .map(|(id, p)| (id, p.name, p.step, p.value))
+            .collect())
+    }
+
+    /// The completed run of a recipe version with the best final value of `metric`:
+    /// `(run, step, value)`, or None when no completed run logged it.
+    #[pyo3(signature = (recipe, recipe_version, metric, minimize = false))]
+    fn best_run(
+        &self,
+        py: Python<'_>,
+        recipe: &str,
+        recipe_version: Option<&str>,
+        metric: &str,
+        minimize: bool,
+    ) -> PyResult<Option<(RunInfo, i64, f64)>> {
+        let recipe = self::reference(recipe, recipe_version)?;
+        let best = py
+            .detach(|| self.0.meta().best_run(&recipe, metric, minimize))
+            .map_err(to_py)?;
+        Ok(best.map(|(run, p)| (RunInfo::from(run), p.step, p.value)))
+    }
+
+    /// Store the file at `path` and record it as an artifact of a running run.
+    #[pyo3(signature = (id, path, name, progress = None))]
+    fn add_run_artifact(
+        &self,
+        py: Python<'_>,
+        id: String,
+        path: PathBuf,
+        name: String,
+        progress: Option<&Bound<'_, Progress>>,
+    ) -> PyResult<(String, u64)> {
+        let registry = self.0.clone();
+        run_detached(py, progress_of(progress), move |p| {
+            registry.meta().resolve_run(&id)?;
+            let stored = registry.store().put_file(&path, p)?;
+            registry
+                .meta()
+                .add_run_artifact(&id, &name, &stored.digest, stored.size)?;
+            Ok((stored.digest.to_hex(), stored.size))
+        })
+    }
+
+    /// A run's artifacts: `(name, digest, size)`.
+    fn run_artifacts(&self, py: Python<'_>, id: &str) -> PyResult<Vec<(String, String, u64)>> {
+        let artifacts = py
+            .detach(|| self.0.meta().run_artifacts(id))
+            .map_err(to_py)?;
+        Ok(artifacts
+            .into_iter()
+            .map(|(name, digest, size)| (name, digest.to_hex(), size))
+            .collect())
     }
 
     fn stats(&self, py: Python<'_>) -> PyResult<StatsInfo> {

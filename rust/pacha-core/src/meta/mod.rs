@@ -7,6 +7,7 @@
 
 pub mod names;
 pub mod reference;
+pub mod runs;
 mod schema;
 mod sqlite;
 pub mod stage;
@@ -17,6 +18,7 @@ use std::fmt;
 use crate::{Digest, Result};
 
 pub use reference::{Reference, Selector};
+pub use runs::{MetricPoint, NewRun, RunRecord, RunStatus};
 pub use sqlite::SqliteMetaStore;
 pub use stage::Stage;
 pub use version::{Bump, Version};
@@ -108,6 +110,8 @@ pub struct NewVersion {
     pub actor: String,
     /// Every object this version needs (the file, or the manifest and its files) with sizes.
     pub objects: Vec<(Digest, u64)>,
+    /// The run that produced this version, if any.
+    pub run_id: Option<String>,
 }
 
 /// One registered version, as stored.
@@ -237,4 +241,50 @@ pub trait MetadataStore: Send + Sync + fmt::Debug {
 
     /// Objects needed by the given versions (all versions when `None`), with their users.
     fn object_uses(&self, version_ids: Option<&[i64]>) -> Result<Vec<ObjectUse>>;
+
+    // ---- experiment runs ----
+
+    /// Record a new run in status `running`.
+    fn create_run(&self, new: &NewRun) -> Result<RunRecord>;
+
+    /// A run by its id or a unique prefix of at least 6 characters.
+    fn resolve_run(&self, id_or_prefix: &str) -> Result<RunRecord>;
+
+    /// Replace a running run's parameters (JSON text).
+    fn set_run_params(&self, run_id: &str, params: &str) -> Result<()>;
+
+    /// Append metric points to a running run, in one transaction.
+    fn log_metrics(&self, run_id: &str, points: &[MetricPoint]) -> Result<()>;
+
+    /// End a running run with `status` (completed, failed or cancelled).
+    fn finish_run(&self, run_id: &str, status: RunStatus, error: Option<&str>)
+        -> Result<RunRecord>;
+
+    /// Runs of a recipe version (all runs when `None`), optionally of one status, oldest first.
+    fn list_runs(
+        &self,
+        recipe: Option<&Reference>,
+        status: Option<RunStatus>,
+    ) -> Result<Vec<RunRecord>>;
+
+    /// Every point of a run, by name then step.
+    fn run_metrics(&self, run_id: &str) -> Result<Vec<MetricPoint>>;
+
+    /// For each run and metric name, the value at the highest step.
+    fn final_metrics(&self, run_ids: &[String]) -> Result<Vec<(String, MetricPoint)>>;
+
+    /// Among completed runs of a recipe version, the one with the best value of `metric` at
+    /// its highest step (highest value, or lowest with `minimize`).
+    fn best_run(
+        &self,
+        recipe: &Reference,
+        metric: &str,
+        minimize: bool,
+    ) -> Result<Option<(RunRecord, MetricPoint)>>;
+
+    /// Record an artifact (already in the object store) produced by a run.
+    fn add_run_artifact(&self, run_id: &str, name: &str, digest: &Digest, size: u64) -> Result<()>;
+
+    /// A run's artifacts: (name, digest, size).
+    fn run_artifacts(&self, run_id: &str) -> Result<Vec<(String, Digest, u64)>>;
 }

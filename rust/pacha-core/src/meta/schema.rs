@@ -65,4 +65,36 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX version_objects_by_digest ON version_objects (digest);
     "#,
+    // 2: experiment runs, their metrics and artifacts; versions registered from a run.
+    r#"
+    CREATE TABLE runs (
+        id                 TEXT PRIMARY KEY CHECK (length(id) = 32),
+        recipe_version_id  INTEGER REFERENCES versions(id),
+        status             TEXT NOT NULL
+                           CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+        params             TEXT NOT NULL,
+        environment        TEXT NOT NULL,
+        started_at         TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        finished_at        TEXT,
+        error              TEXT,
+        created_by         TEXT NOT NULL
+    );
+    CREATE INDEX runs_by_recipe ON runs (recipe_version_id, status);
+    -- One row per logged point: appending never rewrites what was logged before.
+    CREATE TABLE metrics (
+        run_id  TEXT NOT NULL REFERENCES runs(id),
+        name    TEXT NOT NULL,
+        step    INTEGER NOT NULL,
+        value   REAL NOT NULL,
+        at      REAL NOT NULL
+    );
+    CREATE INDEX metrics_by_run ON metrics (run_id, name, step);
+    CREATE TABLE run_artifacts (
+        run_id  TEXT NOT NULL REFERENCES runs(id),
+        name    TEXT NOT NULL,
+        digest  TEXT NOT NULL REFERENCES objects(digest),
+        PRIMARY KEY (run_id, name)
+    ) WITHOUT ROWID;
+    ALTER TABLE versions ADD COLUMN run_id TEXT REFERENCES runs(id);
+    "#,
 ];

@@ -17,8 +17,9 @@ use super::names::{validate_alias, validate_name, validate_tag};
 use super::schema::MIGRATIONS;
 use super::version::{sort_by_precedence, Version};
 use super::{
-    Kind, Layout, ListFilter, MetadataStore, NameSummary, NewVersion, ObjectUse, Reference,
-    Selector, Stage, Stats, Transition, VersionChoice, VersionRecord,
+    Kind, Layout, ListFilter, MetadataStore, MetricPoint, NameSummary, NewRun, NewVersion,
+    ObjectUse, Reference, RunRecord, RunStatus, Selector, Stage, Stats, Transition, VersionChoice,
+    VersionRecord,
 };
 use crate::{CoreError, Digest, Result};
 
@@ -484,8 +485,8 @@ impl MetadataStore for SqliteMetaStore {
             })?;
             tx.execute(
                 "INSERT INTO versions (artifact_id, version, version_key, prerelease, digest, layout, \
-                 size, file_count, description, card, created_by) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 size, file_count, description, card, created_by, run_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     artifact,
                     version.to_string(),
@@ -498,6 +499,7 @@ impl MetadataStore for SqliteMetaStore {
                     new.description,
                     new.card,
                     new.actor,
+                    new.run_id,
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -813,6 +815,64 @@ impl MetadataStore for SqliteMetaStore {
         })
     }
 
+    fn create_run(&self, new: &NewRun) -> Result<RunRecord> {
+        runs::create_run(self, new)
+    }
+
+    fn resolve_run(&self, id_or_prefix: &str) -> Result<RunRecord> {
+        self.read(|conn| runs::resolve_run(self, conn, id_or_prefix))
+    }
+
+    fn set_run_params(&self, run_id: &str, params: &str) -> Result<()> {
+        runs::set_params(self, run_id, params)
+    }
+
+    fn log_metrics(&self, run_id: &str, points: &[MetricPoint]) -> Result<()> {
+        runs::log_metrics(self, run_id, points)
+    }
+
+    fn finish_run(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> Result<RunRecord> {
+        runs::finish_run(self, run_id, status, error)
+    }
+
+    fn list_runs(
+        &self,
+        recipe: Option<&Reference>,
+        status: Option<RunStatus>,
+    ) -> Result<Vec<RunRecord>> {
+        runs::list_runs(self, recipe, status)
+    }
+
+    fn run_metrics(&self, run_id: &str) -> Result<Vec<MetricPoint>> {
+        runs::run_metrics(self, run_id)
+    }
+
+    fn final_metrics(&self, run_ids: &[String]) -> Result<Vec<(String, MetricPoint)>> {
+        runs::final_metrics(self, run_ids)
+    }
+
+    fn best_run(
+        &self,
+        recipe: &Reference,
+        metric: &str,
+        minimize: bool,
+    ) -> Result<Option<(RunRecord, MetricPoint)>> {
+        runs::best_run(self, recipe, metric, minimize)
+    }
+
+    fn add_run_artifact(&self, run_id: &str, name: &str, digest: &Digest, size: u64) -> Result<()> {
+        runs::add_artifact(self, run_id, name, digest, size)
+    }
+
+    fn run_artifacts(&self, run_id: &str) -> Result<Vec<(String, Digest, u64)>> {
+        runs::artifacts(self, run_id)
+    }
+
     fn object_uses(&self, version_ids: Option<&[i64]>) -> Result<Vec<ObjectUse>> {
         self.read(|conn| {
             let filter = match version_ids {
@@ -856,6 +916,8 @@ impl MetadataStore for SqliteMetaStore {
         })
     }
 }
+
+mod runs;
 
 #[cfg(test)]
 mod tests;

@@ -24,6 +24,7 @@ fn new(name: &str, version: &str) -> NewVersion {
         tags: vec![("team".into(), "nlp".into())],
         actor: "tester".into(),
         objects: vec![(digest(1), 10)],
+        run_id: None,
     }
 }
 
@@ -338,4 +339,80 @@ fn a_stage_reference_means_the_version_that_entered_it_last() {
             .stage,
         Stage::Archived
     );
+}
+
+fn recipe(store: &SqliteMetaStore) {
+    let mut r = new("train", "1.0.0");
+    r.kind = Kind::Recipe;
+    store.insert_version(&r).expect("recipe");
+}
+
+fn new_run(store: &SqliteMetaStore, n: u8) -> RunRecord {
+    store
+        .create_run(&NewRun {
+            id: format!("{n:02x}{:030x}", 7),
+            recipe: Some(reference("train:1.0.0")),
+            params: "{}".into(),
+            environment: "{}".into(),
+            actor: "u".into(),
+        })
+        .expect("run")
+}
+
+fn p(name: &str, step: i64, value: f64) -> MetricPoint {
+    MetricPoint {
+        name: name.into(),
+        step,
+        value,
+        at: 0.0,
+    }
+}
+
+#[test]
+fn runs_log_finish_and_best() {
+    let (_dir, store) = store();
+    recipe(&store);
+    let a = new_run(&store, 1);
+    let b = new_run(&store, 2);
+    assert_eq!(a.recipe.as_deref(), Some("train:1.0.0"));
+    store
+        .log_metrics(
+            &a.id,
+            &[p("loss", 0, 1.0), p("loss", 10, 0.2), p("acc", 10, 0.9)],
+        )
+        .expect("a");
+    store
+        .log_metrics(&b.id, &[p("loss", 0, 0.1), p("loss", 10, 0.3)])
+        .expect("b");
+    // Best by the value at the highest step: a (0.2) beats b (0.3) although b logged 0.1.
+    for r in [&a, &b] {
+        store
+            .finish_run(&r.id, RunStatus::Completed, None)
+            .expect("finish");
+    }
+    let (best, point) = store
+        .best_run(&reference("train:1.0.0"), "loss", true)
+        .expect("best")
+        .expect("some");
+    assert_eq!(
+        (best.id.as_str(), point.step, point.value),
+        (a.id.as_str(), 10, 0.2)
+    );
+    let (best, _) = store
+        .best_run(&reference("train:1.0.0"), "loss", false)
+        .expect("best")
+        .expect("some");
+    assert_eq!(best.id, b.id);
+    assert!(matches!(
+        store.log_metrics(&a.id, &[p("loss", 11, 0.1)]),
+        Err(CoreError::InvalidInput { .. })
+    ));
+    let finals = store
+        .final_metrics(std::slice::from_ref(&a.id))
+        .expect("finals");
+    assert_eq!(finals.len(), 2);
+    assert_eq!(store.resolve_run(&a.id[..6]).expect("prefix").id, a.id);
+    assert!(store.resolve_run("zz").is_err());
+    assert!(store.log_metrics(&b.id, &[p("bad name", 0, 1.0)]).is_err());
+    assert!(store.log_metrics(&b.id, &[p("loss", 0, f64::NAN)]).is_err());
 }
