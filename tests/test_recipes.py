@@ -231,3 +231,82 @@ def test_the_example_recipe_in_the_readme_quick_start_is_valid(
     data.write_text("demo")
     reg.register_dataset("demo-data", data, bump="patch")
     assert [p for p in reg.validate_recipe(example) if p.severity == "error"] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ('name = 2024-01-01\nversion = "1.0.0"\n', "name"),
+        ('name = "d"\nversion = "1.0.0"\ndescription = 1979-05-27T07:32:00Z\n', "description"),
+        (
+            'name = "d"\nversion = "1.0.0"\n[hyperparameters]\nmax_grad_norm = inf\n',
+            "hyperparameters.max_grad_norm",
+        ),
+        (
+            'name = "d"\nversion = "1.0.0"\n[hyperparameters]\ncustom = nan\n',
+            "hyperparameters.custom",
+        ),
+        ('name = "d"\nversion = "1.0.0"\npreprocessing = [5]\n', "preprocessing.0"),
+    ],
+)
+def test_dates_non_finite_numbers_and_bad_steps_are_errors(
+    reg: pacha.Registry, tmp_path: Path, text: str, path: str
+) -> None:
+    problems = [
+        p for p in reg.validate_recipe(write(tmp_path, "r.toml", text)) if p.severity == "error"
+    ]
+    assert [p.path for p in problems] == [path], problems
+
+
+def test_a_typo_in_a_known_hyperparameter_is_flagged(reg: pacha.Registry, tmp_path: Path) -> None:
+    text = 'name = "d"\nversion = "1.0.0"\n[hyperparameters]\nlearnig_rate = -1\n'
+    [warning] = [
+        p for p in reg.validate_recipe(write(tmp_path, "r.toml", text)) if "learnig" in p.path
+    ]
+    assert warning.severity == "warning" and "learning_rate" in warning.message
+
+
+def test_special_and_missing_files_are_refused_clearly(reg: pacha.Registry, tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(pacha.InvalidInputError, match="not a regular file"):
+        reg.register_recipe(fifo)
+    with pytest.raises(pacha.InvalidInputError, match="not a regular file"):
+        reg.register_recipe("/dev/zero")
+    with pytest.raises(FileNotFoundError):
+        reg.validate_recipe(str(tmp_path / "missing.toml"))
+    with pytest.raises(IsADirectoryError):
+        reg.validate_recipe(tmp_path)
+
+
+def test_a_file_never_shadows_a_registered_reference(
+    reg: pacha.Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg.register_recipe(write(tmp_path, "r.toml", RECIPE))
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "bert-finetune:1.0.0", RECIPE.replace("epochs = 3", "epochs = 0"))
+    assert [p for p in reg.validate_recipe("bert-finetune:1.0.0") if p.severity == "error"] == []
+
+
+def test_diff_keeps_dotted_keys_empty_tables_and_dates_apart(
+    reg: pacha.Registry, tmp_path: Path
+) -> None:
+    head = 'name = "d"\nversion = "1.0.0"\n'
+    a = write(tmp_path, "a.toml", head + '[hyperparameters]\n"x.y" = 1\nwhen = 2024-01-01\n')
+    b = write(
+        tmp_path,
+        "b.toml",
+        head
+        + '[hyperparameters]\nwhen = "2024-01-01"\n[hyperparameters.x]\ny = 1\n'
+        + '[optimizer]\ntype = "sgd"\n[optimizer.extra]\n',
+    )
+    keys = [key for key, _, _ in reg.diff_recipes(a, b)]
+    assert keys == [
+        'hyperparameters."x.y"',
+        "hyperparameters.when",
+        "hyperparameters.x.y",
+        "optimizer.extra",
+        "optimizer.type",
+    ]

@@ -3,7 +3,8 @@
 A recipe needs no id and no timestamp from its author: ``name`` and ``version = "1.0.0"``
 identify it. The text is stored byte for byte (``pacha recipe get REF --toml`` gives it back
 unchanged); the parsed form keeps every value's exact type (``768`` stays an int, ``1e-5`` a
-float), because it is the TOML parser's output, not a model's re-serialisation. The pydantic
+float; dates become ISO 8601 text when stored), because it is the TOML parser's output, not
+a model's re-serialisation. The pydantic
 schema below is used only to check the recipe.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -29,6 +31,7 @@ __all__ = [
     "parse_recipe_text",
     "read_recipe_file",
     "recipe_diff",
+    "recipe_json",
     "validate_recipe_data",
 ]
 
@@ -97,8 +100,9 @@ class RecipeSchema(BaseModel):
     scheduler: Optional[Component] = None
     loss: Optional[Component] = None
     data: Data = Field(default_factory=Data)
-    preprocessing: list[Union[str, dict[str, Any]]] = Field(default_factory=list)
-    augmentation: list[Union[str, dict[str, Any]]] = Field(default_factory=list)
+    # Items are checked by `_check_steps` (one problem per bad item, at `preprocessing.N`).
+    preprocessing: list[Any] = Field(default_factory=list)
+    augmentation: list[Any] = Field(default_factory=list)
     environment: Environment = Field(default_factory=Environment)
     hardware: Hardware = Field(default_factory=Hardware)
     random_seed: Optional[int] = Field(None, ge=0)
@@ -152,7 +156,8 @@ def parse_recipe_text(text: str, source: str) -> dict[str, Any]:
     else:  # pragma: no cover - Python < 3.11
         import tomli as tomllib
     try:
-        return _jsonable(tomllib.loads(text))  # type: ignore[no-any-return]
+        parsed: dict[str, Any] = tomllib.loads(text)
+        return parsed
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInputError(f"recipe {source} is not valid TOML: {exc}") from None
     except RecursionError:
@@ -160,20 +165,37 @@ def parse_recipe_text(text: str, source: str) -> dict[str, Any]:
 
 
 def read_recipe_file(path: Union[str, os.PathLike[str]]) -> tuple[str, dict[str, Any]]:
-    """The text of a recipe file and its parsed form."""
+    """The text of a recipe file and its parsed form (TOML types, dates included)."""
+    import stat
+
     path = Path(path)
+    # Open without blocking (a FIFO), insist on a regular file, and read a bounded amount:
+    # /dev/zero or a file that grows after a size check must not exhaust memory.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(21, "Is a directory", str(path))
+        if not stat.S_ISREG(mode):
+            raise InvalidInputError(f"recipe {path} is not a regular file")
+        data = f.read(MAX_RECIPE_BYTES + 1)
+    if len(data) > MAX_RECIPE_BYTES:
+        raise InvalidInputError(
+            f"recipe {path} is larger than {MAX_RECIPE_BYTES >> 10} KiB; "
+            "a recipe must be under that"
+        )
     try:
-        size = path.stat().st_size
-        if size > MAX_RECIPE_BYTES:
-            raise InvalidInputError(
-                f"recipe {path} is {size} bytes; a recipe must be under "
-                f"{MAX_RECIPE_BYTES >> 10} KiB"
-            )
-        # Bytes, decoded without newline translation: the stored text must be byte-exact.
-        text = path.read_bytes().decode("utf-8")
+        # Decoded without newline translation: the stored text must be byte-exact.
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInputError(f"recipe {path} is not UTF-8 text") from None
     return text, parse_recipe_text(text, str(path))
+
+
+def recipe_json(data: Mapping[str, Any]) -> str:
+    """The stored (JSON) form of a parsed recipe: TOML dates and times become ISO 8601
+    text; integers, floats, booleans, strings, arrays and tables keep their types."""
+    return json.dumps(_jsonable(dict(data)), allow_nan=False)
 
 
 def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
@@ -216,6 +238,19 @@ def validate_recipe_data(
         problems.extend(_problem_from_error(e) for e in exc.errors())
     except RecursionError:
         return [RecipeProblem(path="", message="nested too deeply")]
+    for key in ("preprocessing", "augmentation"):
+        steps = data.get(key)
+        if isinstance(steps, list):
+            for index, step in enumerate(steps):
+                if not isinstance(step, (str, dict)):
+                    problems.append(
+                        RecipeProblem(
+                            path=f"{key}.{index}",
+                            message=f"a step is a string or a table, not {type(step).__name__}",
+                        )
+                    )
+    problems.extend(_non_finite(data))
+    problems.extend(_near_misses(data))
     for key, check in (("name", _core.validate_name), ("version", _core.parse_version)):
         value = data.get(key)
         if isinstance(value, str):
@@ -251,13 +286,69 @@ def validate_recipe_data(
     return problems
 
 
+def _non_finite(value: Any, path: str = "") -> list[RecipeProblem]:
+    """inf and nan anywhere: they cannot be compared, ranked or stored as JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [RecipeProblem(path=path, message=f"{value} is not a finite number")]
+    if isinstance(value, Mapping):
+        return [p for k, v in value.items() for p in _non_finite(v, _join(path, str(k)))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _non_finite(v, _join(path, str(i)))]
+    return []
+
+
+def _near_misses(data: Mapping[str, Any]) -> list[RecipeProblem]:
+    """Warnings for free-form keys one typo away from a known one (`learnig_rate`), whose
+    range check would otherwise be skipped silently."""
+    problems = []
+    known: dict[str, type[BaseModel]] = {
+        "hyperparameters": Hyperparameters,
+        "optimizer": Component,
+        "scheduler": Component,
+        "loss": Component,
+    }
+    for section, model in known.items():
+        table = data.get(section)
+        if not isinstance(table, Mapping):
+            continue
+        fields = list(model.model_fields)
+        for key in table:
+            if key in fields:
+                continue
+            guess = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.8)
+            if guess:
+                problems.append(
+                    RecipeProblem(
+                        path=f"{section}.{key}",
+                        message=f"not a known key (kept as written); did you mean '{guess[0]}'?",
+                        severity="warning",
+                    )
+                )
+    return problems
+
+
+def _join(prefix: str, key: str) -> str:
+    # Keys with dots are quoted, as TOML writes them, so that paths never collide.
+    part = json.dumps(key) if "." in key or not key else key
+    return f"{prefix}.{part}" if prefix else part
+
+
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(value, Mapping):
+        if not value and prefix:
+            return {prefix: {}}  # an empty table is a setting too
         out: dict[str, Any] = {}
         for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+            out.update(_flatten(item, _join(prefix, str(key))))
         return out
     return {prefix: value}
+
+
+def _typed(value: Any) -> str:
+    """A comparison key that keeps TOML types apart (768 vs 768.0, a date vs its text)."""
+    if isinstance(value, (datetime, date, time)):
+        return f"{type(value).__name__}:{value.isoformat()}"
+    return f"{type(value).__name__}:{json.dumps(_jsonable(value), sort_keys=True)}"
 
 
 def recipe_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -266,8 +357,7 @@ def recipe_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, A
     flat_a, flat_b = _flatten(a), _flatten(b)
     keys = sorted((set(flat_a) | set(flat_b)) - {"name", "version"})
     return [
-        (key, flat_a.get(key), flat_b.get(key))
+        (key, _jsonable(flat_a.get(key)), _jsonable(flat_b.get(key)))
         for key in keys
-        if json.dumps(flat_a.get(key), sort_keys=True)
-        != json.dumps(flat_b.get(key), sort_keys=True)
+        if key not in flat_a or key not in flat_b or _typed(flat_a[key]) != _typed(flat_b[key])
     ]

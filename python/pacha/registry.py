@@ -152,6 +152,17 @@ def _validated(model: type[D], data: dict[str, Any]) -> D:
         raise InvalidInputError(f"invalid {what}: {describe_validation_error(exc)}") from None
 
 
+def _names_a_file(source: Union[str, os.PathLike[str]], version: Optional[str]) -> bool:
+    """Whether a recipe argument is a file rather than a registered reference: a path
+    object, or text with a `/` or a `.toml` ending. A reference never contains either, so a
+    file can never shadow one, and a missing file is reported as missing."""
+    if version is not None:
+        return False
+    if not isinstance(source, str):
+        return True
+    return "/" in source or source.endswith(".toml") or (":" not in source and "@" not in source)
+
+
 def _stage_text(stage: Union[Stage, str, None]) -> Optional[str]:
     # `Stage` is a str enum: its value is the text either way.
     return None if stage is None else str(getattr(stage, "value", stage))
@@ -401,12 +412,16 @@ class Registry:
     def register_recipe(self, path: PathLike) -> RecipeVersion:
         """Register a TOML recipe file; its name and version come from the file. A recipe
         with errors is refused with `RecipeValidationError` listing every problem."""
-        import json
         import tempfile
         from pathlib import Path
 
         from pacha.models import RecipeVersion
-        from pacha.recipes import RecipeValidationError, read_recipe_file, validate_recipe_data
+        from pacha.recipes import (
+            RecipeValidationError,
+            read_recipe_file,
+            recipe_json,
+            validate_recipe_data,
+        )
 
         text, data = read_recipe_file(path)
         problems = validate_recipe_data(data, self._dataset_problem)
@@ -423,7 +438,7 @@ class Registry:
                 copy,
                 version=str(data["version"]),
                 description=data.get("description"),
-                card=json.dumps(data),
+                card=recipe_json(data),
                 actor=_actor(),
             )
         return self._with_history(info, RecipeVersion)
@@ -470,11 +485,10 @@ class Registry:
 
     def _recipe_data(self, source: Union[str, PathLike], version: Optional[str]) -> dict[str, Any]:
         import json
-        from pathlib import Path
 
         from pacha.recipes import read_recipe_file
 
-        if version is None and Path(source).is_file():
+        if _names_a_file(source, version):
             return read_recipe_file(source)[1]
         info = self._core.resolve("recipe", os.fspath(source), version)
         return json.loads(info.card) if info.card else {}

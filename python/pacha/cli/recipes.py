@@ -97,8 +97,12 @@ def get(
     from pacha.cli.output import print_json
 
     registry = open_registry(ctx)
+    if toml and json_out:
+        raise typer.BadParameter("--toml and --json are alternatives; give one")
     if toml:
-        sys.stdout.write(registry.recipe_text(ref, version))
+        # Bytes, so that the text comes back exactly as registered on any platform.
+        sys.stdout.flush()
+        sys.stdout.buffer.write(registry.recipe_text(ref, version).encode("utf-8"))
         return
     record = registry.version_record("recipe", ref, version)
     if json_out:
@@ -117,7 +121,9 @@ def get(
 @app.command("list")
 def list_command(
     ctx: typer.Context,
-    name: Annotated[Optional[str], typer.Argument(help="List this recipe's versions.")] = None,
+    name: Annotated[
+        Optional[str], typer.Argument(metavar="[NAME]", help="List this recipe's versions.")
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """List recipe names, or the versions of NAME in precedence order."""
@@ -143,8 +149,8 @@ def list_command(
 @app.command("diff")
 def diff(
     ctx: typer.Context,
-    a: Annotated[str, typer.Argument(metavar="REF|FILE")],
-    b: Annotated[str, typer.Argument(metavar="REF|FILE")],
+    a: Annotated[str, typer.Argument(metavar="REF|FILE", help="The recipe to compare from.")],
+    b: Annotated[str, typer.Argument(metavar="REF|FILE", help="The recipe to compare to.")],
     json_out: JsonOption = False,
 ) -> None:
     """The hyperparameters and settings that differ between two recipes."""
