@@ -33,6 +33,7 @@ __all__ = [
     "hash_bytes",
     "hash_file",
     "parse_version",
+    "validate_metric",
     "validate_name",
 ]
 
@@ -147,6 +148,9 @@ def parse_version(text: str) -> str:
 def compare_versions(a: str, b: str) -> int:
     """-1, 0 or 1 by SemVer 2.0.0 precedence (build metadata ignored)."""
 
+def validate_metric(name: str, value: float) -> None:
+    """InvalidInputError unless the metric name is valid and the value finite."""
+
 def validate_name(text: str) -> str:
     """The canonical (NFC) form of a valid artifact name; InvalidInputError otherwise."""
 
@@ -182,6 +186,8 @@ class VersionInfo:
     def created_at(self) -> str: ...
     @property
     def created_by(self) -> str: ...
+    @property
+    def run_id(self) -> Optional[str]: ...
 
 @final
 class RunInfo:
@@ -250,6 +256,8 @@ class StatsInfo:
     def recipes(self) -> int: ...
     @property
     def versions(self) -> int: ...
+    @property
+    def runs(self) -> int: ...
     @property
     def objects(self) -> int: ...
     @property

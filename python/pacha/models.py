@@ -24,6 +24,7 @@ __all__ = [
     "NameSummary",
     "RecipeVersion",
     "RegistryStats",
+    "RunRecord",
     "Stage",
     "StageTransition",
     "VerifyProblem",
@@ -134,6 +135,7 @@ class ArtifactVersion(BaseModel):
     created_at: datetime
     created_by: str
     history: list[StageTransition] = Field(default_factory=list)
+    run: Optional[str] = Field(None, description="Id of the run that produced this version.")
     _document: Optional[str] = PrivateAttr(default=None)
 
     @property
@@ -170,6 +172,7 @@ class ArtifactVersion(BaseModel):
                 for t in self.history
             ],
             document=self.document(),
+            run=self.run,
         )
 
 
@@ -200,6 +203,26 @@ class RecipeVersion(ArtifactVersion):
         return self.document() or {}
 
 
+class RunRecord(BaseModel):
+    """One experiment run: its recipe, status, parameters, captured environment, the final
+    value (at the highest step) of each metric, and its artifacts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    recipe: Optional[str] = Field(None, description="`name:version` of the recipe, if any.")
+    status: Literal["pending", "running", "completed", "failed", "cancelled"]
+    params: dict[str, Any]
+    environment: dict[str, Any]
+    started_at: datetime
+    finished_at: Optional[datetime] = None
+    error: Optional[str] = None
+    created_by: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    metric_steps: dict[str, int] = Field(default_factory=dict)
+    artifacts: dict[str, str] = Field(default_factory=dict, description="name → digest")
+
+
 class NameSummary(BaseModel):
     name: str
     versions: int
@@ -210,7 +233,7 @@ class RegistryStats(BaseModel):
     models: int
     datasets: int
     recipes: int
-    runs: int = 0
+    runs: int
     versions: int
     objects: int
     stored_bytes: int = Field(description="Bytes stored, each object once (after dedup).")

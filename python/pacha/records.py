@@ -48,6 +48,7 @@ def version_dict(
     created_by: str,
     history: Iterable[Mapping[str, Any]],
     document: Optional[Mapping[str, Any]],
+    run: Optional[str] = None,
 ) -> dict[str, Any]:
     """The JSON form of one version (keys in a fixed order)."""
     return {
@@ -66,6 +67,7 @@ def version_dict(
         "created_by": created_by,
         "history": [dict(t) for t in history],
         "document": dict(document) if document is not None else None,
+        "run": run,
     }
 
 
@@ -89,4 +91,5 @@ def from_core(
         created_by=info.created_by,
         history=[transition_dict(t.from_stage, t.to_stage, t.at, t.by) for t in history or []],
         document=json.loads(info.card) if info.card else None,
+        run=info.run_id,
     )

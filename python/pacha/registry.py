@@ -29,10 +29,12 @@ if TYPE_CHECKING:
         NameSummary,
         RecipeVersion,
         RegistryStats,
+        RunRecord,
         Stage,
         VerifyResult,
     )
     from pacha.recipes import RecipeProblem
+    from pacha.runs import Run
 
 __all__ = ["Registry"]
 
@@ -60,7 +62,7 @@ def _record(info: _core.VersionInfo, cls: type[V], history: Optional[list[Any]] 
     row = (
         info.kind, info.name, info.version, info.stage, info.digest, info.layout, info.size,
         info.file_count, info.description, info.aliases, info.tags, info.created_at,
-        info.created_by, info.card,
+        info.created_by, info.card, info.run_id,
     )  # fmt: skip
     return _model_from_row(row, cls, {stage.value: stage for stage in Stage}, history)
 
@@ -90,7 +92,7 @@ def _model_from_row(
     history: Optional[list[Any]] = None,
 ) -> V:
     (kind, name, version, stage, digest, layout, size, file_count, description, aliases,
-     tags, created_at, created_by, card) = row  # fmt: skip
+     tags, created_at, created_by, card, run) = row  # fmt: skip
     fields = {
         "kind": kind,
         "name": name,
@@ -106,6 +108,7 @@ def _model_from_row(
         "created_at": _timestamp(created_at),
         "created_by": created_by,
         "history": history or [],
+        "run": run,
     }
     return _construct(cls, fields, {"_document": card})
 
@@ -204,6 +207,7 @@ class Registry:
         card: Union[ModelCard, Mapping[str, Any], PathLike, None] = None,
         metrics: Optional[Mapping[str, float]] = None,
         tags: Optional[Mapping[str, str]] = None,
+        run: Optional[str] = None,
         progress: Optional[_core.Progress] = None,
     ) -> ModelVersion:
         """Register a model file or directory (a Hugging Face folder, say) as a new version.
@@ -233,6 +237,7 @@ class Registry:
             tags,
             progress,
             ModelVersion,
+            run,
         )
 
     def get_model(self, ref: str, version: Optional[str] = None) -> ModelVersion:
@@ -503,6 +508,130 @@ class Registry:
             return str(exc)
         return None
 
+    # ---- experiment runs ----
+
+    def start_run(
+        self,
+        recipe: Optional[str] = None,
+        version: Optional[str] = None,
+        params: Optional[Mapping[str, Any]] = None,
+    ) -> Run:
+        """Start a run, optionally of a registered recipe (``"name:1.0.0"``, or a name plus
+        ``version``); its hyperparameters merged with ``params`` are recorded, with the
+        environment (git commit and dirty flag, host, user, versions, command, hardware).
+        Use it as a context manager::
+
+            with registry.start_run("bert-finetune:1.0.0", params={"learning_rate": 1e-5}) as run:
+                run.log_metric("loss", 0.31, step=10)
+        """
+        import json
+
+        from pacha.runs import Run, capture_environment, new_run_id
+
+        merged: dict[str, Any] = {}
+        if recipe is not None:
+            recipe_info = self._core.resolve("recipe", recipe, version)
+            document = json.loads(recipe_info.card) if recipe_info.card else {}
+            merged.update(document.get("hyperparameters") or {})
+        merged.update(params or {})
+        actor = _actor()
+        run_info = self._core.create_run(
+            new_run_id(),
+            recipe,
+            version,
+            json.dumps(merged, allow_nan=False, default=str),
+            json.dumps(capture_environment(actor), default=str),
+            actor,
+        )
+        return Run(self, run_info)
+
+    def log_run_metrics(
+        self, run_id: str, metrics: Mapping[str, float], step: Optional[int] = None
+    ) -> None:
+        """Log metrics to a running run by id (or unique prefix), e.g. from another process.
+        Without ``step``, each metric continues after its highest logged step."""
+        import time
+
+        last: dict[str, int] = {}
+        if step is None:
+            for name, point_step, _, _ in self._core.run_metrics(run_id):
+                last[name] = max(last.get(name, -1), point_step)
+        now = time.time()
+        points = [
+            (name, step if step is not None else last.get(name, -1) + 1, float(value), now)
+            for name, value in metrics.items()
+        ]
+        self._core.log_metrics(run_id, points)
+
+    def finish_run(
+        self, run_id: str, status: str = "completed", error: Optional[str] = None
+    ) -> RunRecord:
+        """End a running run as completed, failed or cancelled."""
+        info = self._core.finish_run(run_id, status, error)
+        return self.get_run(info.id)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """A run by id or unique prefix (at least 6 characters), with final metric values."""
+        return self._runs([self._core.resolve_run(run_id)])[0]
+
+    def list_runs(
+        self,
+        recipe: Optional[str] = None,
+        version: Optional[str] = None,
+        *,
+        status: Optional[str] = None,
+    ) -> list[RunRecord]:
+        """Runs, oldest first; of one recipe version and/or one status if given."""
+        return self._runs(self._core.list_runs(recipe, version, status))
+
+    def run_metrics(self, run_id: str) -> list[tuple[str, int, float, float]]:
+        """Every point of a run: ``(name, step, value, unix time)``, by name then step."""
+        return self._core.run_metrics(run_id)
+
+    def best_run(
+        self,
+        recipe: str,
+        metric: str,
+        version: Optional[str] = None,
+        *,
+        minimize: bool = False,
+    ) -> Optional[RunRecord]:
+        """Among completed runs of a recipe version, the one whose ``metric`` at its highest
+        step is highest (lowest with ``minimize``); None if no completed run logged it."""
+        best = self._core.best_run(recipe, version, metric, minimize)
+        return self._runs([best[0]])[0] if best else None
+
+    def _runs(self, infos: list[_core.RunInfo]) -> list[RunRecord]:
+        import json
+
+        from pacha.models import RunRecord
+
+        finals: dict[str, dict[str, tuple[int, float]]] = {}
+        for run_id, name, step, value in self._core.final_metrics([i.id for i in infos]):
+            finals.setdefault(run_id, {})[name] = (step, value)
+        records = []
+        for info in infos:
+            last = finals.get(info.id, {})
+            records.append(
+                RunRecord(
+                    id=info.id,
+                    recipe=info.recipe,
+                    status=info.status,
+                    params=json.loads(info.params),
+                    environment=json.loads(info.environment),
+                    started_at=_timestamp(info.started_at),
+                    finished_at=_timestamp(info.finished_at) if info.finished_at else None,
+                    error=info.error,
+                    created_by=info.created_by,
+                    metrics={name: value for name, (_, value) in last.items()},
+                    metric_steps={name: step for name, (step, _) in last.items()},
+                    artifacts={
+                        name: digest for name, digest, _ in self._core.run_artifacts(info.id)
+                    },
+                )
+            )
+        return records
+
     # ---- plain records (JSON-ready dicts, no pydantic): what the CLI's read commands use ----
 
     def version_record(self, kind: Kind, ref: str, version: Optional[str] = None) -> dict[str, Any]:
@@ -540,6 +669,7 @@ class Registry:
             datasets=s.datasets,
             recipes=s.recipes,
             versions=s.versions,
+            runs=s.runs,
             objects=s.objects,
             stored_bytes=s.stored_bytes,
             logical_bytes=s.logical_bytes,
@@ -598,6 +728,7 @@ class Registry:
         tags: Optional[Mapping[str, str]],
         progress: Optional[_core.Progress],
         cls: type[V],
+        run: Optional[str] = None,
     ) -> V:
         info = self._core.register(
             kind,
@@ -609,6 +740,7 @@ class Registry:
             card=document.model_dump_json(exclude_defaults=True) if document is not None else None,
             tags=_tag_pairs(tags),
             actor=_actor(),
+            run=run,
             progress=progress,
         )
         return self._with_history(info, cls)

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pacha.cli import artifacts, hashing, recipes, store
+from pacha.cli import artifacts, hashing, recipes, runs, store
 
 app = typer.Typer(
     name="pacha",
@@ -152,5 +152,6 @@ def verify(
 app.add_typer(artifacts.make_group("model"), name="model")
 app.add_typer(artifacts.make_group("dataset"), name="data")
 app.add_typer(recipes.app, name="recipe")
+app.add_typer(runs.app, name="run")
 app.command("hash")(hashing.hash_command)
 app.add_typer(store.app, name="store")

@@ -242,6 +242,12 @@ def make_group(kind: str) -> typer.Typer:
             ),
         ] = None,
         tag: TagOption = None,
+        run: Annotated[
+            Optional[str],
+            typer.Option(
+                "--run", metavar="RUN_ID", help="The run that produced it.", hidden=kind != "model"
+            ),
+        ] = None,
         json_out: JsonOption = False,
         quiet: QuietOption = False,
     ) -> None:
@@ -267,11 +273,12 @@ def make_group(kind: str) -> typer.Typer:
                     card=card,
                     metrics=parse_metrics(metric),
                     tags=tags,
+                    run=run,
                     progress=progress,
                 )
             else:
-                if metric:
-                    raise typer.BadParameter("--metric is for models; datasets take --datasheet")
+                if metric or run:
+                    raise typer.BadParameter("--metric and --run are for models")
                 result = registry.register_dataset(
                     name,
                     path,

@@ -51,10 +51,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
             "created_at",
             "created_by",
             "card",
+            "run_id",
         ],
     )?;
     m.add_function(wrap_pyfunction!(registry::parse_version, m)?)?;
     m.add_function(wrap_pyfunction!(registry::compare_versions, m)?)?;
     m.add_function(wrap_pyfunction!(registry::validate_name, m)?)?;
+    m.add_function(wrap_pyfunction!(registry::validate_metric, m)?)?;
     Ok(())
 }

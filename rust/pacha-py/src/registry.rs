@@ -42,6 +42,7 @@ pub struct VersionInfo {
     pub tags: Vec<(String, String)>,
     pub created_at: String,
     pub created_by: String,
+    pub run_id: Option<String>,
 }
 
 impl From<VersionRecord> for VersionInfo {
@@ -62,6 +63,7 @@ impl From<VersionRecord> for VersionInfo {
             tags: r.tags,
             created_at: r.created_at,
             created_by: r.created_by,
+            run_id: r.run_id,
         }
     }
 }
@@ -147,6 +149,7 @@ pub struct StatsInfo {
     pub datasets: u64,
     pub recipes: u64,
     pub versions: u64,
+    pub runs: u64,
     pub objects: u64,
     pub stored_bytes: u64,
     pub logical_bytes: u64,
@@ -303,7 +306,7 @@ impl Registry {
         versions
             .into_iter()
             .map(|v| {
-                let items: [Bound<'py, PyAny>; 14] = [
+                let items: [Bound<'py, PyAny>; 15] = [
                     v.kind.into_pyobject(py)?.into_any(),
                     v.name.into_pyobject(py)?.into_any(),
                     v.version.into_pyobject(py)?.into_any(),
@@ -318,6 +321,7 @@ impl Registry {
                     v.created_at.into_pyobject(py)?.into_any(),
                     v.created_by.into_pyobject(py)?.into_any(),
                     v.card.into_pyobject(py)?.into_any(),
+                    v.run_id.into_pyobject(py)?.into_any(),
                 ];
                 pyo3::types::PyTuple::new(py, items)
             })
@@ -623,6 +627,7 @@ impl Registry {
             datasets: s.datasets,
             recipes: s.recipes,
             versions: s.versions,
+            runs: s.runs,
             objects: s.objects,
             stored_bytes: s.stored_bytes,
             logical_bytes: s.logical_bytes,
@@ -652,4 +657,10 @@ pub fn compare_versions(a: &str, b: &str) -> PyResult<i32> {
 #[pyfunction]
 pub fn validate_name(text: &str) -> PyResult<String> {
     meta::names::validate_name(text).map_err(to_py)
+}
+
+/// Raise `InvalidInputError` unless `name` is a valid metric name and `value` finite.
+#[pyfunction]
+pub fn validate_metric(name: &str, value: f64) -> PyResult<()> {
+    meta::runs::validate_metric(name, value).map_err(to_py)
 }

@@ -132,6 +132,8 @@ pub struct VersionRecord {
     pub tags: Vec<(String, String)>,
     pub created_at: String,
     pub created_by: String,
+    /// The run that produced this version, if any.
+    pub run_id: Option<String>,
 }
 
 impl VersionRecord {
@@ -174,6 +176,7 @@ pub struct Stats {
     pub datasets: u64,
     pub recipes: u64,
     pub versions: u64,
+    pub runs: u64,
     /// Distinct objects referenced by versions.
     pub objects: u64,
     /// Bytes of those objects, each counted once (after deduplication).

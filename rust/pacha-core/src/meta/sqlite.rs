@@ -51,7 +51,7 @@ fn db_error(path: &Path, e: rusqlite::Error) -> CoreError {
 }
 
 const VERSION_COLUMNS: &str = "v.id, a.kind, a.name, v.version, v.digest, v.layout, v.size, \
-     v.file_count, v.stage, v.description, v.card, v.created_at, v.created_by";
+     v.file_count, v.stage, v.description, v.card, v.created_at, v.created_by, v.run_id";
 
 fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
     let kind: String = row.get(1)?;
@@ -77,6 +77,7 @@ fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> 
         tags: Vec::new(),
         created_at: row.get(11)?,
         created_by: row.get(12)?,
+        run_id: row.get(13)?,
     })
 }
 
@@ -803,7 +804,11 @@ impl MetadataStore for SqliteMetaStore {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .map_err(|e| self.err(e))?;
+            let runs: i64 = conn
+                .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
+                .map_err(|e| self.err(e))?;
             Ok(Stats {
+                runs: runs.try_into().unwrap_or(0),
                 models: count("model")?,
                 datasets: count("dataset")?,
                 recipes: count("recipe")?,

@@ -1,0 +1,186 @@
+"""Experiment runs: tracking from Python (a context manager) and the data the CLI shows.
+
+Metric points are buffered in memory and written in batches: at most ``FLUSH_POINTS``
+points or ``FLUSH_SECONDS`` seconds of metrics are held, so a crash loses at most about one
+second of logging, and everything is flushed when the run ends. The rules (names, finite
+values, a finished run takes no more points) live in the Rust core.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from pacha.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from pacha import _core
+    from pacha.models import ModelVersion
+    from pacha.registry import Registry
+
+__all__ = ["FLUSH_POINTS", "FLUSH_SECONDS", "Run", "capture_environment", "new_run_id"]
+
+#: Buffered metric points are written when this many are waiting...
+FLUSH_POINTS = 10_000
+#: ...or when the oldest has waited this long (the most a crash can lose).
+FLUSH_SECONDS = 1.0
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _command(args: list[str]) -> Optional[str]:
+    """Output of a short read-only command (never through a shell), or None."""
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _gpu_count() -> Optional[int]:
+    nvidia = Path("/proc/driver/nvidia/gpus")
+    if nvidia.is_dir():
+        return sum(1 for _ in nvidia.iterdir())
+    if shutil.which("nvidia-smi"):
+        listing = _command(["nvidia-smi", "-L"])
+        if listing is not None:
+            return sum(1 for line in listing.splitlines() if line.startswith("GPU "))
+    return None
+
+
+def capture_environment(actor: str) -> dict[str, Any]:
+    """What is known about where and how a run executes."""
+    from pacha import __version__
+
+    env: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "user": actor,
+        "python": platform.python_version(),
+        "pacha": __version__,
+        "platform": platform.platform(),
+        "command": list(sys.argv),
+        "cwd": str(Path.cwd()),
+        "cpu_cores": os.cpu_count(),
+        "gpu_count": _gpu_count(),
+    }
+    try:
+        env["ram_bytes"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        env["ram_bytes"] = None
+    commit = _command(["git", "rev-parse", "HEAD"])
+    if commit:
+        status = _command(["git", "status", "--porcelain", "--untracked-files=no"])
+        env["git"] = {"commit": commit.strip(), "dirty": bool(status and status.strip())}
+    return env
+
+
+class Run:
+    """A running experiment. Use as a context manager: leaving the block normally marks it
+    ``completed``, an exception ``failed`` (with the message), Ctrl-C ``cancelled``."""
+
+    def __init__(self, registry: Registry, info: _core.RunInfo) -> None:
+        self._registry = registry
+        self.id: str = info.id
+        self.recipe: Optional[str] = info.recipe
+        self.params: dict[str, Any] = json.loads(info.params)
+        self.status: str = info.status
+        self._buffer: list[tuple[str, int, float, float]] = []
+        self._oldest = 0.0
+        self._next_step: dict[str, int] = {}
+        self._names: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r}, recipe={self.recipe!r}, status={self.status!r})"
+
+    def log_metric(self, name: str, value: float, step: Optional[int] = None) -> None:
+        """Record ``value`` of ``name`` at ``step`` (default: one past the last step logged
+        for that name)."""
+        if name not in self._names:
+            from pacha import _core
+
+            _core.validate_metric(name, 0.0)
+            self._names.add(name)
+        number = float(value)
+        if not math.isfinite(number):
+            raise InvalidInputError(f"metric {name} = {value}: the value must be a finite number")
+        if step is None:
+            step = self._next_step.get(name, 0)
+        self._next_step[name] = step + 1
+        now = time.time()
+        if not self._buffer:
+            self._oldest = now
+        self._buffer.append((name, step, number, now))
+        if len(self._buffer) >= FLUSH_POINTS or now - self._oldest >= FLUSH_SECONDS:
+            self.flush()
+
+    def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None) -> None:
+        for name, value in metrics.items():
+            self.log_metric(name, value, step)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Merge parameters into the run's recorded parameters."""
+        self.params.update(params)
+        self._registry._core.set_run_params(self.id, json.dumps(self.params))
+
+    def log_artifact(
+        self, path: Union[str, os.PathLike[str]], name: Optional[str] = None
+    ) -> tuple[str, int]:
+        """Store a file in the object store as an artifact of this run: (digest, size)."""
+        return self._registry._core.add_run_artifact(
+            self.id, os.fspath(path), name or Path(path).name
+        )
+
+    def register_model(
+        self,
+        name: str,
+        path: Union[str, os.PathLike[str]],
+        version: Optional[str] = None,
+        **kwargs: Any,
+    ) -> ModelVersion:
+        """Register a model produced by this run (the version records the run, and through it
+        the recipe and the recipe's datasets)."""
+        self.flush()
+        return self._registry.register_model(name, path, version, run=self.id, **kwargs)
+
+    def flush(self) -> None:
+        """Write buffered metric points now."""
+        if self._buffer:
+            points, self._buffer = self._buffer, []
+            self._registry._core.log_metrics(self.id, points)
+
+    def finish(self, status: str = "completed", error: Optional[str] = None) -> None:
+        self.flush()
+        self.status = self._registry._core.finish_run(self.id, status, error).status
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        if self.status != "running":  # finished explicitly inside the block
+            self.flush()
+            return
+        if exc is None:
+            self.finish("completed")
+        elif isinstance(exc, KeyboardInterrupt):
+            self.finish("cancelled", "interrupted (KeyboardInterrupt)")
+        else:
+            self.finish("failed", f"{type(exc).__name__}: {exc}"[:4000])
