@@ -192,3 +192,49 @@ def test_cli_plot_writes_an_image(cli, tmp_path: Path) -> None:
     assert cli("run", "plot", run_id, "-m", "loss", "-o", str(tmp_path / "x.jpg")).returncode == 2
     missing = cli("run", "plot", run_id, "-m", "acc", "-o", str(out))
     assert missing.returncode == 1 and "logged 'acc'" in missing.stderr
+
+
+def test_a_rarely_logging_loop_is_flushed_within_about_a_second(reg: pacha.Registry) -> None:
+    import time
+
+    with reg.start_run() as run:
+        run.log_metric("epoch_loss", 0.5, step=1)
+        deadline = time.monotonic() + 10
+        while not reg.run_metrics(run.id) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert reg.run_metrics(run.id)[0][:3] == ("epoch_loss", 1, 0.5)
+
+
+def test_logging_without_a_step_uses_one_fresh_step_per_call(reg: pacha.Registry) -> None:
+    run = reg.start_run()
+    assert reg.log_run_metrics(run.id, {"loss": 1.0, "acc": 0.5}) == 0
+    assert reg.log_run_metrics(run.id, {"loss": 0.5}, step=7) == 7
+    assert reg.log_run_metrics(run.id, {"loss": 0.4, "acc": 0.6}) == 8
+    assert sorted((n, s) for n, s, _, _ in reg.run_metrics(run.id)) == [
+        ("acc", 0), ("acc", 8), ("loss", 0), ("loss", 7), ("loss", 8)
+    ]  # fmt: skip
+
+
+def test_a_failed_write_keeps_the_points_and_still_ends_the_run(reg: pacha.Registry) -> None:
+    run = reg.start_run()
+    run.log_metric("loss", 1.0, step=0)
+    reg.finish_run(run.id, "cancelled")  # ended elsewhere (another process)
+    with pytest.raises(pacha.InvalidInputError, match="has finished"):
+        run.flush()
+    assert run._buffer == [("loss", 0, 1.0, run._buffer[0][3])]
+
+
+def test_sys_exit_zero_completes_and_bad_parameters_are_refused(reg: pacha.Registry) -> None:
+    with pytest.raises(SystemExit), reg.start_run() as run:
+        raise SystemExit(0)
+    assert reg.get_run(run.id).status == "completed"
+    with pytest.raises(pacha.InvalidInputError, match="finite"):
+        reg.start_run(params={"lr": float("nan")})
+    with pytest.raises(TypeError):
+        reg.start_run().log_metric("loss", 1.0, step=1.5)  # type: ignore[arg-type]
+
+
+def test_cli_rejects_non_finite_parameters_in_one_line(cli) -> None:
+    result = cli("run", "start", "--set", "lr=NaN")
+    assert result.returncode == 1
+    assert "finite" in result.stderr and "Traceback" not in result.stderr

@@ -356,6 +356,9 @@ class Registry:
     def log_metrics(
         self, id: str, points: builtins.list[tuple[str, int, float, float]]
     ) -> None: ...
+    def log_at_next_step(
+        self, id: str, values: builtins.list[tuple[str, float]], at: float
+    ) -> int: ...
     def finish_run(self, id: str, status: str, error: Optional[str] = None) -> RunInfo: ...
     def list_runs(
         self,

@@ -526,20 +526,30 @@ class Registry:
         """
         import json
 
+        from pacha.errors import InvalidInputError
         from pacha.runs import Run, capture_environment, new_run_id
 
         merged: dict[str, Any] = {}
+        exact: Optional[str] = None
         if recipe is not None:
             recipe_info = self._core.resolve("recipe", recipe, version)
+            # The exact version, so that parameters and the recorded recipe cannot disagree.
+            exact = f"{recipe_info.name}:{recipe_info.version}"
             document = json.loads(recipe_info.card) if recipe_info.card else {}
             merged.update(document.get("hyperparameters") or {})
         merged.update(params or {})
+        try:
+            params_text = json.dumps(merged, allow_nan=False, default=str)
+        except ValueError:
+            raise InvalidInputError(
+                "run parameters must be finite numbers (no NaN or infinity)"
+            ) from None
         actor = _actor()
         run_info = self._core.create_run(
             new_run_id(),
-            recipe,
-            version,
-            json.dumps(merged, allow_nan=False, default=str),
+            exact,
+            None,
+            params_text,
             json.dumps(capture_environment(actor), default=str),
             actor,
         )
@@ -547,21 +557,18 @@ class Registry:
 
     def log_run_metrics(
         self, run_id: str, metrics: Mapping[str, float], step: Optional[int] = None
-    ) -> None:
+    ) -> int:
         """Log metrics to a running run by id (or unique prefix), e.g. from another process.
-        Without ``step``, each metric continues after its highest logged step."""
+        Without ``step``, all values go to the step after the run's highest one (chosen
+        atomically, so concurrent loggers never share a step). Returns the step used."""
         import time
 
-        last: dict[str, int] = {}
-        if step is None:
-            for name, point_step, _, _ in self._core.run_metrics(run_id):
-                last[name] = max(last.get(name, -1), point_step)
         now = time.time()
-        points = [
-            (name, step if step is not None else last.get(name, -1) + 1, float(value), now)
-            for name, value in metrics.items()
-        ]
-        self._core.log_metrics(run_id, points)
+        values = [(name, float(value)) for name, value in metrics.items()]
+        if step is None:
+            return self._core.log_at_next_step(run_id, values, now)
+        self._core.log_metrics(run_id, [(name, step, value, now) for name, value in values])
+        return step
 
     def finish_run(
         self, run_id: str, status: str = "completed", error: Optional[str] = None

@@ -8,14 +8,17 @@ values, a finished run takes no more points) live in the Rust core.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import operator
 import os
 import platform
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -45,7 +48,9 @@ def new_run_id() -> str:
 def _command(args: list[str]) -> Optional[str]:
     """Output of a short read-only command (never through a shell), or None."""
     try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=5, check=False)
+        done = subprocess.run(
+            args, capture_output=True, text=True, errors="replace", timeout=2, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout if done.returncode == 0 else None
@@ -53,8 +58,9 @@ def _command(args: list[str]) -> Optional[str]:
 
 def _gpu_count() -> Optional[int]:
     nvidia = Path("/proc/driver/nvidia/gpus")
-    if nvidia.is_dir():
-        return sum(1 for _ in nvidia.iterdir())
+    with contextlib.suppress(OSError):
+        if nvidia.is_dir():
+            return sum(1 for _ in nvidia.iterdir())
     if shutil.which("nvidia-smi"):
         listing = _command(["nvidia-smi", "-L"])
         if listing is not None:
@@ -83,14 +89,22 @@ def capture_environment(actor: str) -> dict[str, Any]:
         env["ram_bytes"] = None
     commit = _command(["git", "rev-parse", "HEAD"])
     if commit:
-        status = _command(["git", "status", "--porcelain", "--untracked-files=no"])
-        env["git"] = {"commit": commit.strip(), "dirty": bool(status and status.strip())}
+        # --no-optional-locks: never take index.lock from under the user's own git.
+        status = _command(
+            ["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"]
+        )
+        dirty = None if status is None else bool(status.strip())
+        env["git"] = {"commit": commit.strip(), "dirty": dirty}
     return env
 
 
 class Run:
     """A running experiment. Use as a context manager: leaving the block normally marks it
-    ``completed``, an exception ``failed`` (with the message), Ctrl-C ``cancelled``."""
+    ``completed``, an exception ``failed`` (with the message), Ctrl-C ``cancelled``.
+
+    Points are buffered; a background thread writes any point that has waited
+    ``FLUSH_SECONDS``, so a crash loses at most about a second of metrics even when the
+    training loop logs rarely."""
 
     def __init__(self, registry: Registry, info: _core.RunInfo) -> None:
         self._registry = registry
@@ -102,13 +116,19 @@ class Run:
         self._oldest = 0.0
         self._next_step: dict[str, int] = {}
         self._names: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(
+            target=self._flush_periodically, name=f"pacha-run-{self.id[:8]}", daemon=True
+        )
+        self._flusher.start()
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, recipe={self.recipe!r}, status={self.status!r})"
 
     def log_metric(self, name: str, value: float, step: Optional[int] = None) -> None:
         """Record ``value`` of ``name`` at ``step`` (default: one past the last step logged
-        for that name)."""
+        for that name in this process)."""
         if name not in self._names:
             from pacha import _core
 
@@ -117,14 +137,17 @@ class Run:
         number = float(value)
         if not math.isfinite(number):
             raise InvalidInputError(f"metric {name} = {value}: the value must be a finite number")
-        if step is None:
-            step = self._next_step.get(name, 0)
+        step = self._next_step.get(name, 0) if step is None else operator.index(step)
+        if not -(2**63) <= step < 2**63:
+            raise InvalidInputError(f"metric {name}: step {step} is out of range")
         self._next_step[name] = step + 1
         now = time.time()
-        if not self._buffer:
-            self._oldest = now
-        self._buffer.append((name, step, number, now))
-        if len(self._buffer) >= FLUSH_POINTS or now - self._oldest >= FLUSH_SECONDS:
+        with self._lock:
+            if not self._buffer:
+                self._oldest = now
+            self._buffer.append((name, step, number, now))
+            full = len(self._buffer) >= FLUSH_POINTS
+        if full:
             self.flush()
 
     def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None) -> None:
@@ -133,8 +156,15 @@ class Run:
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Merge parameters into the run's recorded parameters."""
-        self.params.update(params)
-        self._registry._core.set_run_params(self.id, json.dumps(self.params))
+        merged = {**self.params, **params}
+        try:
+            text = json.dumps(merged, allow_nan=False, default=str)
+        except ValueError:
+            raise InvalidInputError(
+                "parameters must be finite numbers (no NaN or infinity)"
+            ) from None
+        self._registry._core.set_run_params(self.id, text)
+        self.params = merged
 
     def log_artifact(
         self, path: Union[str, os.PathLike[str]], name: Optional[str] = None
@@ -157,14 +187,41 @@ class Run:
         return self._registry.register_model(name, path, version, run=self.id, **kwargs)
 
     def flush(self) -> None:
-        """Write buffered metric points now."""
-        if self._buffer:
+        """Write buffered metric points now. If the write fails the points stay buffered."""
+        with self._lock:
             points, self._buffer = self._buffer, []
+        if not points:
+            return
+        try:
             self._registry._core.log_metrics(self.id, points)
+        except BaseException:
+            with self._lock:
+                self._buffer[:0] = points
+            raise
+
+    def _flush_periodically(self) -> None:
+        while not self._stop.wait(FLUSH_SECONDS / 4):
+            with self._lock:
+                due = bool(self._buffer) and time.time() - self._oldest >= FLUSH_SECONDS
+            if due:
+                # On failure the points stay buffered; the next flush (or finish) reports it.
+                with contextlib.suppress(Exception):
+                    self.flush()
 
     def finish(self, status: str = "completed", error: Optional[str] = None) -> None:
-        self.flush()
+        """Write what is buffered and end the run. The run is ended even if the last write
+        fails (its error is then recorded and raised)."""
+        self._stop.set()
+        flush_error: Optional[BaseException] = None
+        try:
+            self.flush()
+        except Exception as exc:
+            flush_error = exc
+            status = "failed"
+            error = f"{error + '; ' if error else ''}last metrics could not be written: {exc}"
         self.status = self._registry._core.finish_run(self.id, status, error).status
+        if flush_error is not None:
+            raise flush_error
 
     def __enter__(self) -> Run:
         return self
@@ -176,11 +233,15 @@ class Run:
         tb: Optional[TracebackType],
     ) -> None:
         if self.status != "running":  # finished explicitly inside the block
-            self.flush()
+            self._stop.set()
             return
-        if exc is None:
+        if exc is None or (isinstance(exc, SystemExit) and exc.code in (None, 0)):
             self.finish("completed")
-        elif isinstance(exc, KeyboardInterrupt):
-            self.finish("cancelled", "interrupted (KeyboardInterrupt)")
+            return
+        if isinstance(exc, KeyboardInterrupt):
+            status, error = "cancelled", "interrupted (KeyboardInterrupt)"
         else:
-            self.finish("failed", f"{type(exc).__name__}: {exc}"[:4000])
+            status, error = "failed", f"{type(exc).__name__}: {exc}"[:4000]
+        # The run is ended either way; the user's own exception is the one that matters.
+        with contextlib.suppress(Exception):
+            self.finish(status, error)

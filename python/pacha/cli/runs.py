@@ -71,7 +71,13 @@ def log(
     run_id: RunId,
     pairs: Annotated[list[str], typer.Argument(metavar="NAME=VALUE...")],
     step: Annotated[
-        Optional[int], typer.Option("--step", help="The step (default: after the last one).")
+        Optional[int],
+        typer.Option(
+            "--step",
+            min=0,
+            max=2**63 - 1,
+            help="The step (default: the one after the run's highest step).",
+        ),
     ] = None,
 ) -> None:
     """Log metric values to a running run."""

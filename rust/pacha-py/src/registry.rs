@@ -514,6 +514,18 @@ impl Registry {
             .map_err(to_py)
     }
 
+    /// Log `(name, value)` pairs at the step after the run's highest step; returns it.
+    fn log_at_next_step(
+        &self,
+        py: Python<'_>,
+        id: &str,
+        values: Vec<(String, f64)>,
+        at: f64,
+    ) -> PyResult<i64> {
+        py.detach(|| self.0.meta().log_at_next_step(id, &values, at))
+            .map_err(to_py)
+    }
+
     #[pyo3(signature = (id, status, error = None))]
     fn finish_run(
         &self,

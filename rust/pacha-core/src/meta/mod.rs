@@ -259,6 +259,10 @@ pub trait MetadataStore: Send + Sync + fmt::Debug {
     /// Append metric points to a running run, in one transaction.
     fn log_metrics(&self, run_id: &str, points: &[MetricPoint]) -> Result<()>;
 
+    /// Log values at the step after the run's highest step (all at that one step), chosen
+    /// inside the transaction; returns the step.
+    fn log_at_next_step(&self, run_id: &str, values: &[(String, f64)], at: f64) -> Result<i64>;
+
     /// End a running run with `status` (completed, failed or cancelled).
     fn finish_run(&self, run_id: &str, status: RunStatus, error: Option<&str>)
         -> Result<RunRecord>;

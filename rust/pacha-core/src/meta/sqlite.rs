@@ -836,6 +836,10 @@ impl MetadataStore for SqliteMetaStore {
         runs::log_metrics(self, run_id, points)
     }
 
+    fn log_at_next_step(&self, run_id: &str, values: &[(String, f64)], at: f64) -> Result<i64> {
+        runs::log_at_next_step(self, run_id, values, at)
+    }
+
     fn finish_run(
         &self,
         run_id: &str,

@@ -139,6 +139,40 @@ pub(super) fn log_metrics(
     })
 }
 
+pub(super) fn log_at_next_step(
+    store: &SqliteMetaStore,
+    run_id: &str,
+    values: &[(String, f64)],
+    at: f64,
+) -> Result<i64> {
+    for (name, value) in values {
+        validate_metric(name, *value)?;
+    }
+    store.write(|tx| {
+        let run = running(store, tx, run_id)?;
+        // Computed inside the write transaction: two processes logging at once get
+        // consecutive steps, never the same one.
+        let step: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(step), -1) + 1 FROM metrics WHERE run_id = ?1",
+                [&run.id],
+                |r| r.get(0),
+            )
+            .map_err(|e| store.err(e))?;
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO metrics (run_id, name, step, value, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(|e| store.err(e))?;
+        for (name, value) in values {
+            insert
+                .execute(params![run.id, name, step, value, at])
+                .map_err(|e| store.err(e))?;
+        }
+        Ok(step)
+    })
+}
+
 pub(super) fn finish_run(
     store: &SqliteMetaStore,
     run_id: &str,
@@ -242,7 +276,7 @@ pub(super) fn best_run(
              JOIN metrics last ON last.rowid = (SELECT m.rowid FROM metrics m \
                  WHERE m.run_id = r.id AND m.name = ?2 ORDER BY m.step DESC, m.rowid DESC LIMIT 1) \
              WHERE r.recipe_version_id = ?1 AND r.status = 'completed' \
-             ORDER BY last.value {order}, r.started_at LIMIT 1"
+             ORDER BY last.value {order}, r.started_at, r.id LIMIT 1"
         );
         let best: Option<(String, MetricPoint)> = conn
             .query_row(&sql, params![recipe_id, metric], |r| {
