@@ -8,6 +8,7 @@ values, a finished run takes no more points) live in the Rust core.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import math
@@ -21,6 +22,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +41,20 @@ __all__ = ["FLUSH_POINTS", "FLUSH_SECONDS", "Run", "capture_environment", "new_r
 FLUSH_POINTS = 10_000
 #: ...or when the oldest has waited this long (the most a crash can lose).
 FLUSH_SECONDS = 1.0
+
+
+# Runs whose background flusher is alive. At interpreter exit they are stopped and joined
+# before finalisation: a daemon thread caught inside the native core while the interpreter
+# shuts down would abort the process.
+_LIVE: weakref.WeakSet[Run] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_flushers() -> None:
+    for run in list(_LIVE):
+        run._stop.set()
+    for run in list(_LIVE):
+        run._flusher.join(timeout=5)
 
 
 def new_run_id() -> str:
@@ -121,6 +137,7 @@ class Run:
         self._flusher = threading.Thread(
             target=self._flush_periodically, name=f"pacha-run-{self.id[:8]}", daemon=True
         )
+        _LIVE.add(self)
         self._flusher.start()
 
     def __repr__(self) -> str:
@@ -204,9 +221,13 @@ class Run:
             with self._lock:
                 due = bool(self._buffer) and time.time() - self._oldest >= FLUSH_SECONDS
             if due:
-                # On failure the points stay buffered; the next flush (or finish) reports it.
-                with contextlib.suppress(Exception):
+                try:
                     self.flush()
+                except Exception:
+                    # The points stay buffered and the next flush (or finish) reports the
+                    # error; wait a full period before trying again.
+                    with self._lock:
+                        self._oldest = time.time()
 
     def finish(self, status: str = "completed", error: Optional[str] = None) -> None:
         """Write what is buffered and end the run. The run is ended even if the last write

@@ -50,6 +50,26 @@ fn db_error(path: &Path, e: rusqlite::Error) -> CoreError {
     }
 }
 
+/// Run `attempt` again while SQLite reports the database busy, up to `BUSY_TIMEOUT`.
+///
+/// The busy timeout covers most waits, but SQLite returns SQLITE_BUSY at once in a few
+/// cases (a connection opening while another switches the file to WAL or migrates it, a
+/// snapshot that went stale); those must wait too, never reach a user as "locked". Every
+/// attempt is a whole transaction, so a retry starts from scratch.
+fn retry_busy<T>(mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match attempt() {
+            Err(CoreError::Busy { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 const VERSION_COLUMNS: &str = "v.id, a.kind, a.name, v.version, v.digest, v.layout, v.size, \
      v.file_count, v.stage, v.description, v.card, v.created_at, v.created_by, v.run_id";
 
@@ -97,8 +117,8 @@ impl SqliteMetaStore {
             conn: Mutex::new(conn),
             path,
         };
-        store.configure()?;
-        store.migrate()?;
+        retry_busy(|| store.configure())?;
+        retry_busy(|| store.migrate())?;
         Ok(store)
     }
 
@@ -187,14 +207,16 @@ impl SqliteMetaStore {
         tx.commit().map_err(|e| self.err(e))
     }
 
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self.err(e))?;
-        let value = f(&tx)?;
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(value)
+    fn write<T>(&self, f: impl Fn(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        retry_busy(|| {
+            let mut conn = self.lock();
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.err(e))?;
+            let value = f(&tx)?;
+            tx.commit().map_err(|e| self.err(e))?;
+            Ok(value)
+        })
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
