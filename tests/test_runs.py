@@ -238,3 +238,18 @@ def test_cli_rejects_non_finite_parameters_in_one_line(cli) -> None:
     result = cli("run", "start", "--set", "lr=NaN")
     assert result.returncode == 1
     assert "finite" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_verify_covers_run_artifacts(reg: pacha.Registry, tmp_path: Path) -> None:
+    artifact = tmp_path / "checkpoint.pt"
+    artifact.write_bytes(b"checkpoint bytes" * 100)
+    with reg.start_run() as run:
+        digest, _ = run.log_artifact(artifact)
+    assert reg.verify().ok
+    obj = reg.path / "objects" / digest[:2] / digest
+    obj.chmod(0o644)
+    obj.write_bytes(b"X" + obj.read_bytes()[1:])
+    result = reg.verify()
+    assert not result.ok
+    [problem] = result.problems
+    assert problem.digest == digest and problem.breaks == [f"run:{run.id}"]

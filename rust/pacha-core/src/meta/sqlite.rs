@@ -913,10 +913,20 @@ impl MetadataStore for SqliteMetaStore {
                 }
                 None => String::new(),
             };
+            // Users are `name:version`; run artifacts (only when checking everything) are
+            // named `run:<id>`.
+            let runs = if version_ids.is_none() {
+                "UNION ALL SELECT o.digest, o.size, 'run', ra.run_id FROM run_artifacts ra \
+                 JOIN objects o ON o.digest = ra.digest"
+            } else {
+                ""
+            };
             let sql = format!(
-                "SELECT o.digest, o.size, a.name, v.version FROM version_objects vo \
+                "SELECT digest, size, name, version FROM (\
+                 SELECT o.digest, o.size, a.name, v.version FROM version_objects vo \
                  JOIN objects o ON o.digest = vo.digest JOIN versions v ON v.id = vo.version_id \
-                 JOIN artifacts a ON a.id = v.artifact_id {filter} ORDER BY o.digest, a.name, v.version"
+                 JOIN artifacts a ON a.id = v.artifact_id {filter} {runs}) \
+                 ORDER BY digest, name, version"
             );
             let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
             let rows = stmt
