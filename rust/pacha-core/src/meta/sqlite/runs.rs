@@ -243,18 +243,37 @@ pub(super) fn final_metrics(
 ) -> Result<Vec<(String, MetricPoint)>> {
     store.read(|conn| {
         let mut out = Vec::new();
-        let mut stmt = conn
+        // Index-driven, so a run's cost is its number of metric names, not of points: a
+        // skip scan over the (run_id, name, step) index finds each name, then one lookup per
+        // name finds the point at its highest step.
+        let mut names = conn
             .prepare_cached(
-                "SELECT name, step, value, at FROM (SELECT name, step, value, at, ROW_NUMBER() OVER \
-                 (PARTITION BY name ORDER BY step DESC, rowid DESC) AS rank FROM metrics \
-                 WHERE run_id = ?1) WHERE rank = 1 ORDER BY name",
+                "WITH RECURSIVE names(name) AS ( \
+                     SELECT MIN(name) FROM metrics WHERE run_id = ?1 \
+                     UNION ALL \
+                     SELECT (SELECT MIN(name) FROM metrics WHERE run_id = ?1 AND name > names.name) \
+                     FROM names WHERE names.name IS NOT NULL) \
+                 SELECT name FROM names WHERE name IS NOT NULL",
+            )
+            .map_err(|e| store.err(e))?;
+        let mut last = conn
+            .prepare_cached(
+                "SELECT name, step, value, at FROM metrics WHERE run_id = ?1 AND name = ?2 \
+                 ORDER BY step DESC, rowid DESC LIMIT 1",
             )
             .map_err(|e| store.err(e))?;
         for run_id in run_ids {
             let run = resolve_run(store, conn, run_id)?;
-            let rows = stmt.query_map([&run.id], |r| point(r, 0)).map_err(|e| store.err(e))?;
-            for p in rows {
-                out.push((run.id.clone(), p.map_err(|e| store.err(e))?));
+            let run_names = names
+                .query_map([&run.id], |r| r.get::<_, String>(0))
+                .map_err(|e| store.err(e))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(|e| store.err(e))?;
+            for name in run_names {
+                let p = last
+                    .query_row(params![run.id, name], |r| point(r, 0))
+                    .map_err(|e| store.err(e))?;
+                out.push((run.id.clone(), p));
             }
         }
         Ok(out)
