@@ -7,7 +7,6 @@ import getpass
 import json
 import multiprocessing
 import os
-import stat
 import unicodedata
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 
 import pacha
 from pacha import Stage
-from support import write_pattern
+from support import corrupt, make_hf_folder, object_files, tree_listing, write_pattern
 
 # ---- helpers ----
 
@@ -38,11 +37,6 @@ def blob(tmp_path: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def object_files(registry: Path) -> list[str]:
-    root = registry / "objects"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
-
-
 def snapshot(registry: Path) -> tuple[Any, ...]:
     """Everything a refused operation must leave as it was."""
     r = pacha.Registry(registry)
@@ -53,51 +47,6 @@ def snapshot(registry: Path) -> tuple[Any, ...]:
 
 def object_path(registry: Path, digest: str) -> Path:
     return registry / "objects" / digest[:2] / digest
-
-
-def corrupt(path: Path, offset: int = 0) -> None:
-    path.chmod(path.stat().st_mode | stat.S_IWUSR)
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0xFF]))
-
-
-def tree_listing(root: Path) -> dict[str, Any]:
-    """Relative path -> ("dir",) or ("file", bytes, executable)."""
-    listing: dict[str, Any] = {}
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root).as_posix()
-        if p.is_dir():
-            listing[rel] = ("dir",)
-        else:
-            listing[rel] = ("file", p.read_bytes(), bool(p.stat().st_mode & 0o111))
-    return listing
-
-
-def make_hf_folder(root: Path) -> Path:
-    """A fake Hugging Face model folder."""
-    root.mkdir(parents=True)
-    (root / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 32}))
-    (root / "tokenizer.json").write_text(json.dumps({"version": "1.0", "model": {"vocab": {}}}))
-    (root / "tokenizer_config.json").write_text('{"do_lower_case": true}')
-    (root / "special_tokens_map.json").write_text('{"unk_token": "[UNK]"}')
-    (root / "vocab.txt").write_text("[PAD]\n[UNK]\nhello\n")
-    (root / ".gitattributes").write_text("*.safetensors filter=lfs\n")
-    (root / "added_tokens.json").write_bytes(b"")
-    write_pattern(root / "model-00001-of-00002.safetensors", 300_000, seed=42)
-    write_pattern(root / "model-00002-of-00002.safetensors", 300_000, seed=42)
-    (root / "model.safetensors.index.json").write_text('{"weight_map": {}}')
-    nested = root / "onnx" / "quantized"
-    nested.mkdir(parents=True)
-    write_pattern(nested / "model int8.onnx", 5000, seed=3)
-    (root / "empty").mkdir()
-    (root / "outer" / "inner-empty").mkdir(parents=True)
-    script = root / "run.sh"
-    script.write_text("#!/bin/sh\necho hello\n")
-    script.chmod(0o755)
-    return root
 
 
 # ---- 1. semantic versions ----

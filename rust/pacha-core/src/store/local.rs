@@ -186,8 +186,10 @@ impl LocalStore {
         meta: &fs::Metadata,
         progress: &Progress,
     ) -> Result<PutOutcome> {
-        // Read at most one byte more than the object limit: a file that grew is caught below.
-        let mut buf = vec![0u8; SMALL_OBJECT_MAX as usize + 1];
+        // Sized to the file, not to the limit (this runs for every small registration), plus
+        // one byte so that a file that grew is caught below. `meta.len()` is at most
+        // SMALL_OBJECT_MAX here.
+        let mut buf = vec![0u8; meta.len() as usize + 1];
         let mut len = 0usize;
         loop {
             progress.check()?;
