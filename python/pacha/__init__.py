@@ -29,6 +29,7 @@ from pacha.errors import (
     IntegrityError,
     InvalidInputError,
     InvalidTransitionError,
+    LineageCycleError,
     NotFoundError,
     PachaError,
     RegistryBusyError,
@@ -42,12 +43,16 @@ _LAZY = {
     "Registry": "pacha.registry",
     "RecipeProblem": "pacha.recipes",
     "RecipeValidationError": "pacha.recipes",
+    "Lineage": "pacha.lineage",
     **dict.fromkeys(
         (
             "ArtifactVersion",
             "DatasetVersion",
             "Datasheet",
             "Feature",
+            "ImpactEntry",
+            "LineageEdge",
+            "LineageNode",
             "ModelCard",
             "ModelVersion",
             "NameSummary",
@@ -63,11 +68,15 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from pacha.lineage import Lineage
     from pacha.models import (
         ArtifactVersion,
         DatasetVersion,
         Datasheet,
         Feature,
+        ImpactEntry,
+        LineageEdge,
+        LineageNode,
         ModelCard,
         ModelVersion,
         NameSummary,
@@ -106,9 +115,14 @@ __all__ = [
     "Datasheet",
     "Feature",
     "Hasher",
+    "ImpactEntry",
     "IntegrityError",
     "InvalidInputError",
     "InvalidTransitionError",
+    "Lineage",
+    "LineageCycleError",
+    "LineageEdge",
+    "LineageNode",
     "ModelCard",
     "ModelVersion",
     "NameSummary",

@@ -18,6 +18,7 @@ __all__ = [
     "IntegrityError",
     "InvalidInputError",
     "InvalidTransitionError",
+    "LineageCycleError",
     "NotFoundError",
     "PachaError",
     "RegistryBusyError",
@@ -44,6 +45,11 @@ class InvalidInputError(PachaError, ValueError):
 
 class SourceChangedError(InvalidInputError):
     """A file changed while pacha was reading it; nothing was stored."""
+
+
+class LineageCycleError(InvalidInputError):
+    """A lineage edge that would make a node its own ancestor; the message names the
+    cycle."""
 
 
 class InvalidTransitionError(PachaError, ValueError):

@@ -19,6 +19,9 @@ __all__ = [
     "DatasetVersion",
     "Datasheet",
     "Feature",
+    "ImpactEntry",
+    "LineageEdge",
+    "LineageNode",
     "ModelCard",
     "ModelVersion",
     "NameSummary",
@@ -257,3 +260,48 @@ class VerifyResult(BaseModel):
     checked: int
     bytes: int
     problems: list[VerifyProblem]
+
+
+class LineageNode(BaseModel):
+    """A node of the lineage graph: a model, dataset or recipe version, or a run."""
+
+    id: str = Field(description="`kind/name:version`, or `run/RUN_ID`.")
+    kind: Literal["model", "dataset", "recipe", "run"]
+    name: str = Field(description="The artifact's name, or the run id.")
+    version: Optional[str] = None
+    depth: int = Field(0, description="Edges between this node and the query's start.")
+    direction: Optional[Literal["up", "down"]] = Field(
+        None, description="`up` for an ancestor, `down` for a descendant; None for the start."
+    )
+    deleted: bool = Field(False, description="A deleted version, kept as a tombstone.")
+
+
+class LineageEdge(BaseModel):
+    """An edge from a derived node to what it came from (`from_` was made from `to`)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str = Field(alias="from")
+    to: str
+    relation: Literal[
+        "fine_tuned",
+        "distilled",
+        "merged",
+        "quantized",
+        "pruned",
+        "trained_on",
+        "evaluated_on",
+        "trained_with",
+        "produced_by",
+        "used",
+        "executed",
+        "derived_from",
+    ]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ImpactEntry(BaseModel):
+    """A model downstream of a node, with its stage (impact analysis)."""
+
+    model: ModelVersion
+    depth: int = Field(description="Edges between the node and this model.")

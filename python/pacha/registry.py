@@ -11,19 +11,21 @@ from __future__ import annotations
 import gc
 import getpass
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union, cast
 
 from pacha import _core, records
-from pacha.errors import NotFoundError
+from pacha.errors import InvalidInputError, NotFoundError
 from pacha.home import registry_path
 
 if TYPE_CHECKING:
+    from pacha.lineage import Lineage, NodeLike
     from pacha.models import (
         ArtifactVersion,
         DatasetVersion,
         Datasheet,
+        ImpactEntry,
         ModelCard,
         ModelVersion,
         NameSummary,
@@ -166,6 +168,53 @@ def _names_a_file(source: Union[str, os.PathLike[str]], version: Optional[str]) 
     return "/" in source or source.endswith(".toml") or (":" not in source and "@" not in source)
 
 
+def _edge(
+    kind: str, node: NodeLike, relation: str, params: Optional[Mapping[str, Any]] = None
+) -> tuple[str, str, str]:
+    """A lineage edge for `_core.Registry.register`: (target node, relation, params JSON)."""
+    import json
+
+    from pacha.lineage import node_text
+
+    text = node_text(node)
+    target = text if "/" in text else f"{kind}/{text}"
+    values = {k: v for k, v in (params or {}).items() if v is not None}
+    try:
+        return target, relation, json.dumps(values, allow_nan=False)
+    except ValueError:
+        raise InvalidInputError(
+            f"{relation} parameters must be finite numbers or text, not NaN or infinity"
+        ) from None
+
+
+def _model_edges(
+    parents: Sequence[NodeLike],
+    relation: str,
+    relation_params: Optional[Mapping[str, Any]],
+    weights: Optional[Sequence[float]],
+    datasets: Sequence[NodeLike],
+    eval_datasets: Sequence[NodeLike],
+    recipe: Optional[NodeLike],
+) -> list[tuple[str, str, str]]:
+    if isinstance(parents, str) or isinstance(datasets, str) or isinstance(eval_datasets, str):
+        raise InvalidInputError("parents, datasets and eval_datasets are lists of references")
+    if weights is not None and len(weights) != len(parents):
+        raise InvalidInputError(
+            f"{len(weights)} weight(s) for {len(parents)} parent(s): give one weight per parent"
+        )
+    edges = []
+    for i, parent in enumerate(parents):
+        params = dict(relation_params or {})
+        if weights is not None:
+            params["weight"] = weights[i]
+        edges.append(_edge("model", parent, relation, params))
+    edges += [_edge("dataset", d, "trained_on") for d in datasets]
+    edges += [_edge("dataset", d, "evaluated_on") for d in eval_datasets]
+    if recipe is not None:
+        edges.append(_edge("recipe", recipe, "trained_with"))
+    return edges
+
+
 def _stage_text(stage: Union[Stage, str, None]) -> Optional[str]:
     # `Stage` is a str enum: its value is the text either way.
     return None if stage is None else str(getattr(stage, "value", stage))
@@ -208,12 +257,26 @@ class Registry:
         metrics: Optional[Mapping[str, float]] = None,
         tags: Optional[Mapping[str, str]] = None,
         run: Optional[str] = None,
+        parents: Sequence[NodeLike] = (),
+        relation: str = "fine_tuned",
+        relation_params: Optional[Mapping[str, Any]] = None,
+        weights: Optional[Sequence[float]] = None,
+        datasets: Sequence[NodeLike] = (),
+        eval_datasets: Sequence[NodeLike] = (),
+        recipe: Optional[NodeLike] = None,
         progress: Optional[_core.Progress] = None,
     ) -> ModelVersion:
         """Register a model file or directory (a Hugging Face folder, say) as a new version.
 
         Give ``version`` ("1.0.0") or ``bump`` ("major" | "minor" | "patch"). ``card`` is a
         `ModelCard`, a mapping, or a TOML/YAML/JSON/Markdown file; ``metrics`` go into it.
+
+        Lineage is recorded in the same transaction: ``parents`` are the models this one was
+        made from by ``relation`` (fine_tuned, distilled, merged, quantized, pruned) with
+        ``relation_params`` (``{"method": "int8"}`` for quantized, ``{"temperature": 2.0}``
+        for distilled, ...) and, for a merge, one of ``weights`` per parent; ``datasets`` it
+        was trained on, ``eval_datasets`` it was evaluated on, the ``recipe`` it was trained
+        with, and the ``run`` that produced it (which brings the run's recipe and datasets).
         """
         from pacha.models import ModelCard, ModelVersion
 
@@ -238,6 +301,9 @@ class Registry:
             progress,
             ModelVersion,
             run,
+            _model_edges(
+                parents, relation, relation_params, weights, datasets, eval_datasets, recipe
+            ),
         )
 
     def get_model(self, ref: str, version: Optional[str] = None) -> ModelVersion:
@@ -330,10 +396,14 @@ class Registry:
         datasheet: Union[Datasheet, Mapping[str, Any], PathLike, None] = None,
         purpose: Optional[str] = None,
         tags: Optional[Mapping[str, str]] = None,
+        derived_from: Sequence[NodeLike] = (),
+        transformation: Optional[str] = None,
         progress: Optional[_core.Progress] = None,
     ) -> DatasetVersion:
         """Register a dataset file or directory as a new version. ``purpose`` is the quick
-        form of a datasheet; ``datasheet`` the full one (object, mapping or file)."""
+        form of a datasheet; ``datasheet`` the full one (object, mapping or file).
+        ``derived_from`` names the datasets this one was made from, by ``transformation``
+        (free text: "dedup + language filter"), recorded as lineage."""
         from pacha.models import DatasetVersion, Datasheet
 
         sheet = _document(datasheet, Datasheet)
@@ -351,6 +421,11 @@ class Registry:
             tags,
             progress,
             DatasetVersion,
+            None,
+            [
+                _edge("dataset", d, "derived_from", {"transformation": transformation})
+                for d in derived_from
+            ],
         )
 
     def get_dataset(self, ref: str, version: Optional[str] = None) -> DatasetVersion:
@@ -531,12 +606,17 @@ class Registry:
 
         merged: dict[str, Any] = {}
         exact: Optional[str] = None
+        used: list[tuple[str, Optional[str]]] = []
         if recipe is not None:
             recipe_info = self._core.resolve("recipe", recipe, version)
             # The exact version, so that parameters and the recorded recipe cannot disagree.
             exact = f"{recipe_info.name}:{recipe_info.version}"
             document = json.loads(recipe_info.card) if recipe_info.card else {}
             merged.update(document.get("hyperparameters") or {})
+            # The recipe's datasets become the run's `used` lineage, with their split.
+            for split, ref in (document.get("data") or {}).items():
+                if isinstance(ref, str):
+                    used.append((ref, split))
         merged.update(params or {})
         try:
             params_text = json.dumps(merged, allow_nan=False, default=str)
@@ -552,6 +632,7 @@ class Registry:
             params_text,
             json.dumps(capture_environment(actor), default=str),
             actor,
+            used,
         )
         return Run(self, run_info)
 
@@ -638,6 +719,127 @@ class Registry:
                 )
             )
         return records
+
+    # ---- lineage ----
+
+    def lineage(
+        self,
+        node: NodeLike,
+        direction: str = "both",
+        *,
+        depth: Optional[int] = None,
+        relations: Iterable[str] = (),
+        kinds: Iterable[str] = (),
+    ) -> Lineage:
+        """Ancestors (``"up"``: what ``node`` came from), descendants (``"down"``: what was
+        made from it) or both, breadth first, at most ``depth`` edges away. ``relations``
+        limits the edges followed (``["fine_tuned", "quantized"]``); ``kinds`` limits the
+        nodes reported (``["model"]``) while still walking through the others.
+
+        ``node`` is ``"model/bert:1.0.0"``, ``"dataset/imdb@production"``, ``"run/3fa9c1"``,
+        ``"bert:1.0.0"`` when only one kind has that name, or a version or run object."""
+        from pacha.lineage import Lineage, node_text
+
+        if depth is not None and (isinstance(depth, bool) or depth < 0):
+            raise InvalidInputError(f"depth must be a whole number of edges ≥ 0, not {depth!r}")
+        result = self._core.lineage(node_text(node), direction, depth, list(relations), list(kinds))
+        return Lineage(result, direction)
+
+    def ancestors(self, node: NodeLike, **options: Any) -> Lineage:
+        """What ``node`` came from, transitively (see `lineage` for the options)."""
+        return self.lineage(node, "up", **options)
+
+    def descendants(self, node: NodeLike, **options: Any) -> Lineage:
+        """What was made from ``node``, transitively (see `lineage` for the options)."""
+        return self.lineage(node, "down", **options)
+
+    def provenance(self, dataset: NodeLike, **options: Any) -> Lineage:
+        """Where a dataset came from: its ancestors."""
+        from pacha.lineage import node_text
+
+        text = node_text(dataset)
+        return self.ancestors(text if "/" in text else f"dataset/{text}", **options)
+
+    def lineage_path(self, a: NodeLike, b: NodeLike) -> Lineage:
+        """The shortest chain of edges between two nodes, whichever came from the other;
+        `NotFoundError` if neither did."""
+        from pacha.lineage import Lineage, node_text
+
+        return Lineage(self._core.lineage_path(node_text(a), node_text(b)), "up")
+
+    def lineage_roots(self, node: Optional[NodeLike] = None) -> Lineage:
+        """Sources (nodes made from nothing recorded) among ``node``'s ancestors, or in the
+        whole graph."""
+        return self._lineage_nodes("roots", node)
+
+    def lineage_leaves(self, node: Optional[NodeLike] = None) -> Lineage:
+        """Nodes nothing was made from, among ``node``'s descendants or in the whole graph."""
+        return self._lineage_nodes("leaves", node)
+
+    def lineage_order(self, node: Optional[NodeLike] = None) -> Lineage:
+        """``node`` and its ancestors (or the whole graph) in topological order: everything
+        before what was made from it."""
+        return self._lineage_nodes("topological", node)
+
+    def _lineage_nodes(self, query: str, node: Optional[NodeLike]) -> Lineage:
+        from pacha.lineage import Lineage, node_text
+
+        return Lineage(self._core.lineage_nodes(query, node_text(node) if node else None))
+
+    def add_edge(
+        self,
+        from_node: NodeLike,
+        to_node: NodeLike,
+        relation: str,
+        params: Optional[Mapping[str, Any]] = None,
+    ) -> bool:
+        """Record that ``from_node`` was made from ``to_node`` by ``relation``. Both must
+        exist; an edge that would close a cycle raises `LineageCycleError` naming it.
+        Returns False if the same edge was already recorded."""
+        import json
+
+        from pacha.lineage import node_text
+
+        try:
+            text = json.dumps(dict(params or {}), allow_nan=False)
+        except ValueError:
+            raise InvalidInputError(
+                f"{relation} parameters must be finite numbers or text, not NaN or infinity"
+            ) from None
+        return self._core.add_edge(
+            node_text(from_node), node_text(to_node), relation, text, _actor()
+        )
+
+    def impact(self, node: NodeLike) -> list[ImpactEntry]:
+        """Every model downstream of ``node`` that still exists, with its stage: production
+        first, then staging, development, archived. "Which production models were trained
+        on the dataset we just found a leak in?" is ``impact("dataset/leaky:1.0.0")``."""
+        from pacha.lineage import node_text
+        from pacha.models import ImpactEntry, ModelVersion
+
+        return [
+            ImpactEntry(model=_record(info, ModelVersion), depth=depth)
+            for info, depth in self._core.impact(node_text(node))
+        ]
+
+    # ---- deletion ----
+
+    def delete_model(
+        self, ref: str, version: Optional[str] = None, *, force: bool = False
+    ) -> ModelVersion:
+        """Delete a model version. A version in production needs ``force``. Its lineage node
+        stays as a tombstone and its number is never reused; its bytes stay until `gc`."""
+        from pacha.models import ModelVersion
+
+        return _record(self._core.delete("model", ref, version, force), ModelVersion)
+
+    def delete_dataset(
+        self, ref: str, version: Optional[str] = None, *, force: bool = False
+    ) -> DatasetVersion:
+        """Delete a dataset version (see `delete_model`)."""
+        from pacha.models import DatasetVersion
+
+        return _record(self._core.delete("dataset", ref, version, force), DatasetVersion)
 
     # ---- plain records (JSON-ready dicts, no pydantic): what the CLI's read commands use ----
 
@@ -736,6 +938,7 @@ class Registry:
         progress: Optional[_core.Progress],
         cls: type[V],
         run: Optional[str] = None,
+        lineage: Optional[list[tuple[str, str, str]]] = None,
     ) -> V:
         info = self._core.register(
             kind,
@@ -748,6 +951,7 @@ class Registry:
             tags=_tag_pairs(tags),
             actor=_actor(),
             run=run,
+            lineage=lineage or [],
             progress=progress,
         )
         return self._with_history(info, cls)

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pacha.cli import artifacts, hashing, recipes, runs, store
+from pacha.cli import artifacts, hashing, lineage, recipes, runs, store
 
 app = typer.Typer(
     name="pacha",
@@ -153,5 +153,6 @@ app.add_typer(artifacts.make_group("model"), name="model")
 app.add_typer(artifacts.make_group("dataset"), name="data")
 app.add_typer(recipes.app, name="recipe")
 app.add_typer(runs.app, name="run")
+app.add_typer(lineage.app, name="lineage")
 app.command("hash")(hashing.hash_command)
 app.add_typer(store.app, name="store")

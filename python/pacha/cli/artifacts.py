@@ -248,10 +248,93 @@ def make_group(kind: str) -> typer.Typer:
                 "--run", metavar="RUN_ID", help="The run that produced it.", hidden=kind != "model"
             ),
         ] = None,
+        parent: Annotated[
+            Optional[list[str]],
+            typer.Option(
+                "--parent",
+                metavar="REF",
+                help="A model this one was made from; repeatable (a merge has several).",
+                hidden=kind != "model",
+            ),
+        ] = None,
+        relation: Annotated[
+            str,
+            typer.Option(
+                "--relation",
+                metavar="KIND",
+                help="How it was made from --parent: fine_tuned (default), distilled, merged, "
+                "quantized or pruned.",
+                hidden=kind != "model",
+            ),
+        ] = "fine_tuned",
+        param: Annotated[
+            Optional[list[str]],
+            typer.Option(
+                "--param",
+                metavar="KEY=VALUE",
+                help="A parameter of --relation (method=int8, temperature=2.0, sparsity=0.5); "
+                "repeatable.",
+                hidden=kind != "model",
+            ),
+        ] = None,
+        weight: Annotated[
+            Optional[list[float]],
+            typer.Option(
+                "--weight",
+                metavar="W",
+                help="For a merge: one weight per --parent, in the same order.",
+                hidden=kind != "model",
+            ),
+        ] = None,
+        dataset: Annotated[
+            Optional[list[str]],
+            typer.Option(
+                "--dataset",
+                metavar="REF",
+                help="A dataset it was trained on; repeatable.",
+                hidden=kind != "model",
+            ),
+        ] = None,
+        eval_dataset: Annotated[
+            Optional[list[str]],
+            typer.Option(
+                "--eval-dataset",
+                metavar="REF",
+                help="A dataset it was evaluated on; repeatable.",
+                hidden=kind != "model",
+            ),
+        ] = None,
+        recipe: Annotated[
+            Optional[str],
+            typer.Option(
+                "--recipe",
+                metavar="REF",
+                help="The recipe it was trained with.",
+                hidden=kind != "model",
+            ),
+        ] = None,
+        derived_from: Annotated[
+            Optional[list[str]],
+            typer.Option(
+                "--derived-from",
+                metavar="REF",
+                help="A dataset this one was made from; repeatable.",
+                hidden=kind == "model",
+            ),
+        ] = None,
+        transformation: Annotated[
+            Optional[str],
+            typer.Option(
+                "--transformation",
+                metavar="TEXT",
+                help="How it was made from --derived-from, e.g. 'dedup + language filter'.",
+                hidden=kind == "model",
+            ),
+        ] = None,
         json_out: JsonOption = False,
         quiet: QuietOption = False,
     ) -> None:
-        """Register PATH (a file or a directory) as a new version of NAME."""
+        """Register PATH (a file or a directory) as a new version of NAME, with its lineage."""
         from pacha.cli.progress import transfer_progress
 
         if (version is None) == (bump is None):
@@ -260,6 +343,16 @@ def make_group(kind: str) -> typer.Typer:
             )
         registry = open_registry(ctx)
         tags = parse_pairs(tag, "tag")
+        if kind == "model":
+            if derived_from or transformation:
+                raise typer.BadParameter(
+                    "--derived-from and --transformation are for datasets; a model uses "
+                    "--parent, --dataset and --recipe"
+                )
+            if (param or weight or relation != "fine_tuned") and not parent:
+                raise typer.BadParameter("--relation, --param and --weight describe --parent")
+        elif transformation and not derived_from:
+            raise typer.BadParameter("--transformation describes --derived-from REF")
         with transfer_progress(f"registering {name}", quiet=quiet) as progress:
             if kind == "model":
                 if purpose:
@@ -274,11 +367,21 @@ def make_group(kind: str) -> typer.Typer:
                     metrics=parse_metrics(metric),
                     tags=tags,
                     run=run,
+                    parents=parent or [],
+                    relation=relation,
+                    relation_params=parse_pairs(param, "parameter"),
+                    weights=weight,
+                    datasets=dataset or [],
+                    eval_datasets=eval_dataset or [],
+                    recipe=recipe,
                     progress=progress,
                 )
             else:
-                if metric or run:
-                    raise typer.BadParameter("--metric and --run are for models")
+                if metric or run or parent or dataset or eval_dataset or recipe:
+                    raise typer.BadParameter(
+                        "--metric, --run, --parent, --dataset, --eval-dataset and --recipe are "
+                        "for models; a dataset uses --derived-from"
+                    )
                 result = registry.register_dataset(
                     name,
                     path,
@@ -288,6 +391,8 @@ def make_group(kind: str) -> typer.Typer:
                     datasheet=card,
                     purpose=purpose,
                     tags=tags,
+                    derived_from=derived_from or [],
+                    transformation=transformation,
                     progress=progress,
                 )
         registered(result, json_out, "registered")
@@ -481,6 +586,100 @@ def make_group(kind: str) -> typer.Typer:
             print_json(result.to_json())
         else:
             typer.echo(f"{result.ref}: " + ", ".join(f"{k}={v}" for k, v in result.tags.items()))
+
+    @group.command("delete")
+    def delete_command(
+        ctx: typer.Context,
+        ref: Annotated[str, typer.Argument(metavar="REF")],
+        version: VersionOption = None,
+        force: Annotated[
+            bool, typer.Option("--force", help="Delete even a version in production.")
+        ] = False,
+        json_out: JsonOption = False,
+    ) -> None:
+        """Delete a version. Its lineage stays as a tombstone, its version number is never
+        reused, and its bytes stay until `pacha gc` finds nothing else needs them."""
+        from pacha.cli.output import print_json
+
+        registry = open_registry(ctx)
+        if kind == "model":
+            result: ArtifactVersion = registry.delete_model(ref, version, force=force)
+        else:
+            result = registry.delete_dataset(ref, version, force=force)
+        if json_out:
+            print_json({**result.to_json(), "deleted": True})
+        else:
+            typer.echo(f"deleted {noun} {result.ref} (kept in lineage as a tombstone)")
+
+    def lineage_view(
+        ctx: typer.Context,
+        ref: str,
+        version: Optional[str],
+        direction: str,
+        depth: Optional[int],
+        kinds: Optional[list[str]],
+        fmt: str,
+        json_out: bool,
+    ) -> None:
+        from pacha.cli.lineage import show_lineage
+
+        if version is not None:
+            if ":" in ref or "@" in ref:
+                raise typer.BadParameter("give NAME -v VERSION or NAME:VERSION, not both")
+            ref = f"{ref}:{version}"
+        show_lineage(ctx, f"{kind}/{ref}", direction, depth, kinds, fmt, json_out)
+
+    from pacha.cli.lineage import (
+        BothOption,
+        DepthOption,
+        DownOption,
+        FormatOption,
+        KindOption,
+        UpOption,
+        direction_of,
+    )
+
+    @group.command("lineage")
+    def lineage_command(
+        ctx: typer.Context,
+        ref: Annotated[
+            str, typer.Argument(metavar="REF", help="NAME:VERSION, or NAME -v VERSION.")
+        ],
+        version: VersionOption = None,
+        up: UpOption = False,
+        down: DownOption = False,
+        both: BothOption = False,
+        depth: DepthOption = None,
+        kind_filter: KindOption = None,
+        fmt: FormatOption = "tree",
+        json_out: JsonOption = False,
+    ) -> None:
+        """Show where a version came from (default) and/or what was made from it."""
+        default = "up" if kind == "model" else "both"
+        lineage_view(
+            ctx,
+            ref,
+            version,
+            direction_of(up, down, both, default),
+            depth,
+            kind_filter,
+            fmt,
+            json_out,
+        )
+
+    if kind == "dataset":
+
+        @group.command("provenance")
+        def provenance_command(
+            ctx: typer.Context,
+            ref: Annotated[str, typer.Argument(metavar="REF")],
+            version: VersionOption = None,
+            depth: DepthOption = None,
+            fmt: FormatOption = "tree",
+            json_out: JsonOption = False,
+        ) -> None:
+            """Where a dataset came from: the datasets it was derived from, transitively."""
+            lineage_view(ctx, ref, version, "up", depth, None, fmt, json_out)
 
     if kind == "model":
 

@@ -88,6 +88,12 @@ pub enum CoreError {
     #[error("registry database {}: {message}", path.display())]
     Database { path: PathBuf, message: String },
 
+    /// A lineage edge that would make a node its own ancestor.
+    #[error(
+        "refusing the lineage edge: it would close the cycle {cycle}; lineage must stay acyclic"
+    )]
+    LineageCycle { cycle: String },
+
     /// Stored metadata that fails validation (a tree manifest that is not well-formed).
     #[error("{message}")]
     Corrupt { message: String },

@@ -11,6 +11,7 @@ pub mod digest;
 pub mod error;
 mod fsutil;
 pub mod hash;
+pub mod lineage;
 pub mod meta;
 pub mod progress;
 pub mod registry;

@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::error::IoContext;
+use crate::lineage::{cache, Direction, Graph, NewEdge, NodeKind, NodeRef, Walk};
 use crate::meta::{
     Kind, Layout, MetadataStore, NewVersion, ObjectUse, Reference, SqliteMetaStore, VersionChoice,
     VersionRecord,
@@ -43,11 +44,23 @@ fn canonical_target(path: &Path) -> Option<PathBuf> {
 pub const OBJECTS_DIR: &str = "objects";
 pub const DATABASE_FILE: &str = "registry.db";
 
+pub const CACHE_DIR: &str = "cache";
+
 #[derive(Debug, Clone)]
 pub struct Registry {
     root: PathBuf,
     store: Arc<dyn ObjectStore>,
     meta: Arc<dyn MetadataStore>,
+    /// The last lineage snapshot loaded, reused while the database's token is unchanged.
+    graph: Arc<Mutex<Option<Arc<Graph>>>>,
+}
+
+/// A model downstream of a node, with its current stage.
+#[derive(Debug, Clone)]
+pub struct Impact {
+    pub version: VersionRecord,
+    /// Edges between the node and this model.
+    pub depth: u32,
 }
 
 /// What to register.
@@ -65,6 +78,8 @@ pub struct RegisterRequest {
     pub actor: String,
     /// The run (id or unique prefix) that produced this version, if any.
     pub run: Option<String>,
+    /// Lineage edges from the new version to what it came from.
+    pub lineage: Vec<NewEdge>,
 }
 
 /// A problem found by `verify`, with the versions it breaks.
@@ -98,6 +113,7 @@ impl Registry {
             root,
             store: Arc::new(store),
             meta: Arc::new(meta),
+            graph: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -129,6 +145,14 @@ impl Registry {
             Some(run) => Some(self.meta.resolve_run(run)?.id),
             None => None,
         };
+        // Every lineage edge is checked before any bytes are copied (and again, inside the
+        // registration's transaction, when it is recorded).
+        for edge in &request.lineage {
+            let target = self.meta.find_node(&edge.to)?;
+            edge.relation
+                .check_endpoints(request.kind.into(), target.kind)?;
+            edge.relation.check_params(&edge.params)?;
+        }
         let source_meta = fs::metadata(&request.source).at(&request.source)?;
         let (digest, layout, size, file_count, objects) = if source_meta.is_dir() {
             let ingested = tree::ingest_dir(self.store.as_ref(), &request.source, progress)?;
@@ -163,6 +187,7 @@ impl Registry {
             actor: request.actor.clone(),
             objects,
             run_id,
+            lineage: request.lineage.clone(),
         })
     }
 
@@ -223,6 +248,114 @@ impl Registry {
             }
         }
         Ok(())
+    }
+
+    /// Delete a version (see `MetadataStore::delete_version`).
+    pub fn delete(&self, kind: Kind, reference: &Reference, force: bool) -> Result<VersionRecord> {
+        self.meta.delete_version(kind, reference, force)
+    }
+
+    /// The lineage graph as it is now: the snapshot in memory if the database has not
+    /// changed since, else the one cached on disk, else rebuilt from the database (and
+    /// cached for the next process).
+    pub fn lineage_graph(&self) -> Result<Arc<Graph>> {
+        let token = self.meta.lineage_token()?;
+        let mut held = self.graph.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(graph) = held.as_ref().filter(|g| g.token() == token) {
+            return Ok(Arc::clone(graph));
+        }
+        let dir = self.root.join(CACHE_DIR);
+        let graph = match cache::load(&dir, &token) {
+            Some(graph) => graph,
+            None => {
+                let graph = Graph::from_rows(self.meta.lineage_rows()?)?;
+                // Best effort: a registry on a read-only medium still answers queries.
+                let saved = fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&dir)
+                    .map_err(|e| CoreError::io(&dir, e))
+                    .and_then(|()| cache::save(&graph, &dir));
+                drop(saved);
+                graph
+            }
+        };
+        let graph = Arc::new(graph);
+        *held = Some(Arc::clone(&graph));
+        Ok(graph)
+    }
+
+    /// The graph and the index of the node `node` names in it.
+    pub fn lineage_node(&self, node: &NodeRef) -> Result<(Arc<Graph>, u32)> {
+        let record = self.meta.find_node(node)?;
+        // A node created after the snapshot's token was read needs a newer snapshot.
+        for _ in 0..2 {
+            let graph = self.lineage_graph()?;
+            if let Some(index) = graph.index_of(record.id) {
+                return Ok((graph, index));
+            }
+        }
+        Err(CoreError::Corrupt {
+            message: format!(
+                "{} is missing from the lineage graph; remove {}/{} and try again",
+                record.typed_label(),
+                self.root.join(CACHE_DIR).display(),
+                cache::FILE_NAME
+            ),
+        })
+    }
+
+    /// Record an edge between existing nodes (refusing cycles).
+    pub fn add_edge(
+        &self,
+        from: &NodeRef,
+        to: &NodeRef,
+        relation: crate::lineage::Relation,
+        params: &serde_json::Map<String, serde_json::Value>,
+        actor: &str,
+    ) -> Result<bool> {
+        self.meta.add_edge(from, to, relation, params, actor)
+    }
+
+    /// Every model downstream of `node` that still exists, with its stage: production
+    /// first, then staging, development and archived; nearest first within a stage.
+    pub fn impact(&self, node: &NodeRef) -> Result<Vec<Impact>> {
+        let (graph, start) = self.lineage_node(node)?;
+        let mut walk = Walk::new(Direction::Down);
+        walk.kinds = 1 << NodeKind::Model.index();
+        let found = graph.walk(start, &walk);
+        let depth_of: HashMap<i64, u32> = found
+            .nodes
+            .iter()
+            .zip(&found.depths)
+            .skip(1)
+            .map(|(&n, &d)| (graph.id(n), d))
+            .collect();
+        let ids: Vec<i64> = depth_of.keys().copied().collect();
+        let mut impacts: Vec<Impact> = self
+            .meta
+            .versions_of_nodes(&ids)?
+            .into_iter()
+            .map(|(node_id, version)| Impact {
+                depth: depth_of.get(&node_id).copied().unwrap_or(0),
+                version,
+            })
+            .collect();
+        impacts.sort_by(|a, b| {
+            (
+                a.version.stage.impact_rank(),
+                a.depth,
+                &a.version.name,
+                a.version.id,
+            )
+                .cmp(&(
+                    b.version.stage.impact_rank(),
+                    b.depth,
+                    &b.version.name,
+                    b.version.id,
+                ))
+        });
+        Ok(impacts)
     }
 
     /// Check the objects needed by the given version ids (every version when `None`), naming

@@ -23,6 +23,7 @@ pyo3::import_exception!(pacha.errors, CancelledError);
 pyo3::import_exception!(pacha.errors, InvalidTransitionError);
 pyo3::import_exception!(pacha.errors, RegistryBusyError);
 pyo3::import_exception!(pacha.errors, DatabaseError);
+pyo3::import_exception!(pacha.errors, LineageCycleError);
 
 pub(crate) fn to_py(err: CoreError) -> PyErr {
     let message = err.to_string();
@@ -55,6 +56,7 @@ pub(crate) fn to_py(err: CoreError) -> PyErr {
         CoreError::Busy { .. } => RegistryBusyError::new_err(message),
         CoreError::Database { .. } => DatabaseError::new_err(message),
         CoreError::Corrupt { .. } => IntegrityError::new_err(message),
+        CoreError::LineageCycle { .. } => LineageCycleError::new_err(message),
     }
 }
 

@@ -7,6 +7,7 @@ mod buffer;
 mod detach;
 mod errors;
 mod hashing;
+mod lineage;
 mod registry;
 mod store;
 
@@ -34,6 +35,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<registry::RegistryProblem>()?;
     m.add_class::<registry::RegistryVerifyReport>()?;
     m.add_class::<registry::StatsInfo>()?;
+    m.add_class::<lineage::LineageResult>()?;
     m.add(
         "VERSION_ROW_FIELDS",
         vec![

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use pacha_core::lineage::{NewEdge, Relation};
 use pacha_core::meta::{
     self, Bump, Kind, ListFilter, MetricPoint, NewRun, Reference, RunRecord, RunStatus, Stage,
     Version, VersionChoice, VersionRecord,
@@ -13,6 +14,7 @@ use pyo3::IntoPyObject;
 
 use crate::detach::{progress_of, run_detached, Progress};
 use crate::errors::to_py;
+use crate::lineage::LineageResult;
 use crate::store::{ObjectStore, Problem};
 
 fn kind(text: &str) -> PyResult<Kind> {
@@ -184,7 +186,8 @@ impl Registry {
     /// Register the file or directory `source` as a new version. Give exactly one of
     /// `version` and `bump`.
     #[pyo3(signature = (kind, name, source, *, version = None, bump = None, description = None,
-                        card = None, tags = Vec::new(), actor, run = None, progress = None))]
+                        card = None, tags = Vec::new(), actor, run = None, lineage = Vec::new(),
+                        progress = None))]
     #[allow(clippy::too_many_arguments)]
     fn register(
         &self,
@@ -199,8 +202,19 @@ impl Registry {
         tags: Vec<(String, String)>,
         actor: String,
         run: Option<String>,
+        lineage: Vec<(String, String, String)>,
         progress: Option<&Bound<'_, Progress>>,
     ) -> PyResult<VersionInfo> {
+        let lineage = lineage
+            .iter()
+            .map(|(node, relation, params)| {
+                Ok(NewEdge {
+                    to: crate::lineage::node_ref(node)?,
+                    relation: Relation::parse(relation).map_err(to_py)?,
+                    params: crate::lineage::params_map(params)?,
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
         let choice = match (version, bump) {
             (Some(v), None) => VersionChoice::Exact(Version::parse(v).map_err(to_py)?),
             (None, Some(b)) => VersionChoice::Bump(Bump::parse(b).map_err(to_py)?),
@@ -220,6 +234,7 @@ impl Registry {
             tags,
             actor,
             run,
+            lineage,
         };
         let registry = self.0.clone();
         run_detached(py, progress_of(progress), move |p| {
@@ -455,7 +470,7 @@ impl Registry {
     }
 
     /// Start a run (status `running`) with a caller-chosen 32-hex id.
-    #[pyo3(signature = (id, recipe, recipe_version, params, environment, actor))]
+    #[pyo3(signature = (id, recipe, recipe_version, params, environment, actor, used = Vec::new()))]
     #[allow(clippy::too_many_arguments)]
     fn create_run(
         &self,
@@ -466,16 +481,22 @@ impl Registry {
         params: String,
         environment: String,
         actor: String,
+        used: Vec<(String, Option<String>)>,
     ) -> PyResult<RunInfo> {
         let recipe = recipe
             .map(|r| self::reference(r, recipe_version))
             .transpose()?;
+        let used = used
+            .iter()
+            .map(|(r, split)| Ok((self::reference(r, None)?, split.clone())))
+            .collect::<PyResult<Vec<_>>>()?;
         let new = NewRun {
             id,
             recipe,
             params,
             environment,
             actor,
+            used,
         };
         py.detach(|| self.0.meta().create_run(&new))
             .map(RunInfo::from)
@@ -644,6 +665,151 @@ impl Registry {
             stored_bytes: s.stored_bytes,
             logical_bytes: s.logical_bytes,
         })
+    }
+
+    // ---- lineage ----
+
+    /// Ancestors (`up`), descendants (`down`) or both of a node, breadth first.
+    #[pyo3(signature = (node, direction = "down", depth = None, relations = Vec::new(), kinds = Vec::new()))]
+    fn lineage(
+        &self,
+        py: Python<'_>,
+        node: &str,
+        direction: &str,
+        depth: Option<u32>,
+        relations: Vec<String>,
+        kinds: Vec<String>,
+    ) -> PyResult<LineageResult> {
+        let node = crate::lineage::node_ref(node)?;
+        let walk = crate::lineage::walk_spec(direction, depth, &relations, &kinds)?;
+        py.detach(|| {
+            let (graph, start) = self.0.lineage_node(&node)?;
+            let sub = graph.walk(start, &walk);
+            Ok(LineageResult::new(graph, sub, true))
+        })
+        .map_err(to_py)
+    }
+
+    /// The shortest chain of edges between two nodes, whichever came from the other.
+    fn lineage_path(&self, py: Python<'_>, a: &str, b: &str) -> PyResult<LineageResult> {
+        let (a_ref, b_ref) = (crate::lineage::node_ref(a)?, crate::lineage::node_ref(b)?);
+        py.detach(|| {
+            // Both ends in one snapshot: find the later-made node first, then the other in
+            // the same graph (a newer snapshot only if the second is newer still).
+            let (mut graph, mut to) = self.0.lineage_node(&b_ref)?;
+            let from_id = self.0.meta().find_node(&a_ref)?.id;
+            let from = match graph.index_of(from_id) {
+                Some(i) => i,
+                None => {
+                    let (g, i) = self.0.lineage_node(&a_ref)?;
+                    let to_id = graph.id(to);
+                    graph = g;
+                    to = graph.index_of(to_id).unwrap_or(to);
+                    i
+                }
+            };
+            match graph.path(from, to) {
+                Some(edges) => Ok(crate::lineage::path_result(graph, from, edges)),
+                None => Err(pacha_core::CoreError::NotFound {
+                    message: format!(
+                        "no lineage path between {a} and {b}: neither came from the other"
+                    ),
+                }),
+            }
+        })
+        .map_err(to_py)
+    }
+
+    /// `roots`, `leaves` or `topological` order, of a node's ancestry (roots, order) or
+    /// descendants (leaves), or of the whole graph when `node` is None.
+    #[pyo3(signature = (query, node = None))]
+    fn lineage_nodes(
+        &self,
+        py: Python<'_>,
+        query: &str,
+        node: Option<&str>,
+    ) -> PyResult<LineageResult> {
+        let node = node.map(crate::lineage::node_ref).transpose()?;
+        let query = query.to_string();
+        py.detach(|| {
+            let (graph, start) = match &node {
+                Some(n) => {
+                    let (g, s) = self.0.lineage_node(n)?;
+                    (g, Some(s))
+                }
+                None => (self.0.lineage_graph()?, None),
+            };
+            let nodes = match query.as_str() {
+                "roots" => graph.roots(start),
+                "leaves" => graph.leaves(start),
+                "topological" => graph.topological(start),
+                other => {
+                    return Err(pacha_core::CoreError::InvalidInput {
+                        message: format!(
+                        "unknown lineage query {other:?}: expected roots, leaves or topological"
+                    ),
+                    })
+                }
+            };
+            Ok(crate::lineage::node_list(graph, nodes))
+        })
+        .map_err(to_py)
+    }
+
+    /// Record an edge between existing nodes; False if it already existed.
+    fn add_edge(
+        &self,
+        py: Python<'_>,
+        from_node: &str,
+        to_node: &str,
+        relation: &str,
+        params: &str,
+        actor: &str,
+    ) -> PyResult<bool> {
+        let from = crate::lineage::node_ref(from_node)?;
+        let to = crate::lineage::node_ref(to_node)?;
+        let relation = Relation::parse(relation).map_err(to_py)?;
+        let params = crate::lineage::params_map(params)?;
+        py.detach(|| self.0.add_edge(&from, &to, relation, &params, actor))
+            .map_err(to_py)
+    }
+
+    /// Models downstream of a node that still exist: (version, depth), production first.
+    fn impact(&self, py: Python<'_>, node: &str) -> PyResult<Vec<(VersionInfo, u32)>> {
+        let node = crate::lineage::node_ref(node)?;
+        py.detach(|| self.0.impact(&node))
+            .map(|found| {
+                found
+                    .into_iter()
+                    .map(|i| (VersionInfo::from(i.version), i.depth))
+                    .collect()
+            })
+            .map_err(to_py)
+    }
+
+    /// (id, kind, deleted) of the node a reference names.
+    fn find_node(&self, py: Python<'_>, node: &str) -> PyResult<(String, &'static str, bool)> {
+        let node = crate::lineage::node_ref(node)?;
+        py.detach(|| self.0.meta().find_node(&node))
+            .map(|n| (n.typed_label(), n.kind.as_str(), n.deleted))
+            .map_err(to_py)
+    }
+
+    /// Delete a version (its lineage node stays as a tombstone); production needs `force`.
+    #[pyo3(signature = (kind, reference, version = None, force = false))]
+    fn delete(
+        &self,
+        py: Python<'_>,
+        kind: &str,
+        reference: &str,
+        version: Option<&str>,
+        force: bool,
+    ) -> PyResult<VersionInfo> {
+        let kind = self::kind(kind)?;
+        let reference = self::reference(reference, version)?;
+        py.detach(|| self.0.delete(kind, &reference, force))
+            .map(VersionInfo::from)
+            .map_err(to_py)
     }
 
     fn __repr__(&self) -> String {

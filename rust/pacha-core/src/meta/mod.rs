@@ -15,6 +15,7 @@ pub mod version;
 
 use std::fmt;
 
+use crate::lineage::{LineageRows, NodeRecord, NodeRef, Relation};
 use crate::{Digest, Result};
 
 pub use reference::{Reference, Selector};
@@ -112,6 +113,8 @@ pub struct NewVersion {
     pub objects: Vec<(Digest, u64)>,
     /// The run that produced this version, if any.
     pub run_id: Option<String>,
+    /// Lineage edges from this version to what it came from.
+    pub lineage: Vec<crate::lineage::NewEdge>,
 }
 
 /// One registered version, as stored.
@@ -294,4 +297,40 @@ pub trait MetadataStore: Send + Sync + fmt::Debug {
 
     /// A run's artifacts: (name, digest, size).
     fn run_artifacts(&self, run_id: &str) -> Result<Vec<(String, Digest, u64)>>;
+
+    // ---- lineage ----
+
+    /// The node a reference names; an exact reference to a deleted version finds its
+    /// tombstone.
+    fn find_node(&self, node: &NodeRef) -> Result<NodeRecord>;
+
+    /// Record an edge between existing nodes, refusing one that would close a cycle
+    /// (`CoreError::LineageCycle`). Returns false if the same edge already existed.
+    fn add_edge(
+        &self,
+        from: &NodeRef,
+        to: &NodeRef,
+        relation: Relation,
+        params: &serde_json::Map<String, serde_json::Value>,
+        actor: &str,
+    ) -> Result<bool>;
+
+    /// A token that changes whenever the lineage graph does.
+    fn lineage_token(&self) -> Result<String>;
+
+    /// Every node and edge, with the token of that state.
+    fn lineage_rows(&self) -> Result<LineageRows>;
+
+    /// The current versions behind lineage nodes, as (node id, version).
+    fn versions_of_nodes(&self, node_ids: &[i64]) -> Result<Vec<(i64, VersionRecord)>>;
+
+    /// Delete a version: its aliases, tags and history go, its lineage node stays as a
+    /// tombstone, its objects are left for garbage collection. A production version needs
+    /// `force`.
+    fn delete_version(
+        &self,
+        kind: Kind,
+        reference: &Reference,
+        force: bool,
+    ) -> Result<VersionRecord>;
 }

@@ -66,6 +66,8 @@ pub struct NewRun {
     /// Captured environment (git commit, host, versions...), as JSON text.
     pub environment: String,
     pub actor: String,
+    /// Datasets the run uses (lineage `used` edges), with their split (train, test, ...).
+    pub used: Vec<(super::Reference, Option<String>)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

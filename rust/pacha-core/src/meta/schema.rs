@@ -97,4 +97,64 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     ALTER TABLE versions ADD COLUMN run_id TEXT REFERENCES runs(id);
     "#,
+    // 3: the lineage graph. Every version and run is a node; a deleted version keeps its
+    // node as a tombstone (version_id NULL, deleted_at set), so history stays readable and
+    // its version number is never reused. Every change to these tables sets a new random
+    // token, which names the state of the graph for the snapshot cache.
+    r#"
+    CREATE TABLE lineage_nodes (
+        id           INTEGER PRIMARY KEY,
+        kind         TEXT NOT NULL CHECK (kind IN ('model', 'dataset', 'recipe', 'run')),
+        -- The artifact's name, or the run id.
+        name         TEXT NOT NULL,
+        version      TEXT,
+        version_key  TEXT,
+        version_id   INTEGER UNIQUE REFERENCES versions(id),
+        run_id       TEXT UNIQUE REFERENCES runs(id),
+        deleted_at   TEXT,
+        UNIQUE (kind, name, version_key)
+    );
+    CREATE TABLE lineage_edges (
+        id          INTEGER PRIMARY KEY,
+        -- The derived node, and the node it came from.
+        src         INTEGER NOT NULL REFERENCES lineage_nodes(id),
+        dst         INTEGER NOT NULL REFERENCES lineage_nodes(id),
+        relation    TEXT NOT NULL CHECK (relation IN ('fine_tuned', 'distilled', 'merged',
+                        'quantized', 'pruned', 'trained_on', 'evaluated_on', 'trained_with',
+                        'produced_by', 'used', 'executed', 'derived_from')),
+        params      TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(params)),
+        created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        created_by  TEXT NOT NULL,
+        CHECK (src != dst),
+        UNIQUE (src, dst, relation)
+    );
+    CREATE INDEX lineage_edges_by_dst ON lineage_edges (dst);
+    CREATE TABLE lineage_state (token TEXT NOT NULL);
+    INSERT INTO lineage_state (token) VALUES (lower(hex(randomblob(16))));
+    CREATE TRIGGER lineage_node_added AFTER INSERT ON lineage_nodes
+        BEGIN UPDATE lineage_state SET token = lower(hex(randomblob(16))); END;
+    CREATE TRIGGER lineage_node_changed AFTER UPDATE ON lineage_nodes
+        BEGIN UPDATE lineage_state SET token = lower(hex(randomblob(16))); END;
+    CREATE TRIGGER lineage_node_removed AFTER DELETE ON lineage_nodes
+        BEGIN UPDATE lineage_state SET token = lower(hex(randomblob(16))); END;
+    CREATE TRIGGER lineage_edge_added AFTER INSERT ON lineage_edges
+        BEGIN UPDATE lineage_state SET token = lower(hex(randomblob(16))); END;
+    CREATE TRIGGER lineage_edge_removed AFTER DELETE ON lineage_edges
+        BEGIN UPDATE lineage_state SET token = lower(hex(randomblob(16))); END;
+    -- What registries made before lineage existed already know: every version and run,
+    -- which run produced a version, which recipe a run executed.
+    INSERT INTO lineage_nodes (kind, name, version, version_key, version_id)
+        SELECT a.kind, a.name, v.version, v.version_key, v.id
+        FROM versions v JOIN artifacts a ON a.id = v.artifact_id ORDER BY v.id;
+    INSERT INTO lineage_nodes (kind, name, run_id) SELECT 'run', id, id FROM runs ORDER BY rowid;
+    INSERT INTO lineage_edges (src, dst, relation, created_by)
+        SELECT vn.id, rn.id, 'produced_by', 'migration'
+        FROM versions v JOIN lineage_nodes vn ON vn.version_id = v.id
+        JOIN lineage_nodes rn ON rn.run_id = v.run_id
+        WHERE vn.kind = 'model';
+    INSERT INTO lineage_edges (src, dst, relation, created_by)
+        SELECT rn.id, vn.id, 'executed', 'migration'
+        FROM runs r JOIN lineage_nodes rn ON rn.run_id = r.id
+        JOIN lineage_nodes vn ON vn.version_id = r.recipe_version_id;
+    "#,
 ];

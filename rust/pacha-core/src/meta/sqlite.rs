@@ -21,6 +21,7 @@ use super::{
     ObjectUse, Reference, RunRecord, RunStatus, Selector, Stage, Stats, Transition, VersionChoice,
     VersionRecord,
 };
+use crate::lineage::{LineageRows, NodeRecord, NodeRef, Relation};
 use crate::{CoreError, Digest, Result};
 
 /// How long a writer waits for another process's transaction before giving up.
@@ -462,20 +463,45 @@ fn choose_version(
                     });
                 }
             }
+            let deleted: Option<String> = conn
+                .prepare_cached(
+                    "SELECT version FROM lineage_nodes WHERE kind = ?1 AND name = ?2 \
+                     AND version_key = ?3 AND deleted_at IS NOT NULL",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![kind.as_str(), name, version_key(version)], |r| {
+                        r.get(0)
+                    })
+                    .optional()
+                })
+                .map_err(|e| store.err(e))?;
+            if let Some(deleted) = deleted {
+                return Err(CoreError::VersionExists {
+                    message: format!(
+                        "{kind} {name}:{deleted} was deleted and its number is kept in the \
+                         lineage history; version numbers are never reused — register another \
+                         (e.g. with --bump patch)"
+                    ),
+                });
+            }
             Ok(version.clone())
         }
         VersionChoice::Bump(part) => {
-            let highest = match artifact_id(store, conn, kind, name)? {
-                None => None,
-                Some(artifact) => {
-                    let mut rows = versions_where(store, conn, "v.artifact_id = ?1", &[&artifact])?;
-                    sort_by_precedence(&mut rows, |r| &r.version);
-                    rows.pop()
-                }
-            };
-            Ok(match highest {
+            // Deleted versions count: their numbers are never given out again.
+            let mut known: Vec<String> = conn
+                .prepare_cached(
+                    "SELECT version FROM lineage_nodes WHERE kind = ?1 AND name = ?2 \
+                     AND version IS NOT NULL",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![kind.as_str(), name], |r| r.get(0))
+                        .and_then(|rows| rows.collect())
+                })
+                .map_err(|e| store.err(e))?;
+            sort_by_precedence(&mut known, |v| v);
+            Ok(match known.pop() {
                 None => Version::initial(*part),
-                Some(record) => Version::parse(&record.version)?.bump(*part),
+                Some(highest) => Version::parse(&highest)?.bump(*part),
             })
         }
     }
@@ -549,11 +575,22 @@ impl MetadataStore for SqliteMetaStore {
                 }
             }
             record_transition(self, tx, version_id, None, Stage::Development, &new.actor)?;
+            let key = version_key(&version);
             let reference = Reference {
                 name: name.clone(),
                 selector: Selector::Exact(version),
             };
-            resolve_in(self, tx, new.kind, &reference)
+            let record = resolve_in(self, tx, new.kind, &reference)?;
+            let node = lineage::add_version_node(self, tx, &record, &key)?;
+            lineage::record_version_edges(
+                self,
+                tx,
+                &node,
+                &new.lineage,
+                new.run_id.as_deref(),
+                &new.actor,
+            )?;
+            Ok(record)
         })
     }
 
@@ -904,6 +941,90 @@ impl MetadataStore for SqliteMetaStore {
         runs::artifacts(self, run_id)
     }
 
+    fn find_node(&self, node: &NodeRef) -> Result<NodeRecord> {
+        self.read(|conn| lineage::find_node(self, conn, node))
+    }
+
+    fn add_edge(
+        &self,
+        from: &NodeRef,
+        to: &NodeRef,
+        relation: Relation,
+        params: &serde_json::Map<String, serde_json::Value>,
+        actor: &str,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            let from = lineage::find_node(self, tx, from)?;
+            let to = lineage::find_node(self, tx, to)?;
+            lineage::insert_edge(self, tx, &from, &to, relation, params, actor, false)
+        })
+    }
+
+    fn lineage_token(&self) -> Result<String> {
+        self.read(|conn| lineage::token(self, conn))
+    }
+
+    fn lineage_rows(&self) -> Result<LineageRows> {
+        self.read(|conn| lineage::rows(self, conn))
+    }
+
+    fn versions_of_nodes(&self, node_ids: &[i64]) -> Result<Vec<(i64, VersionRecord)>> {
+        self.read(|conn| lineage::versions_of_nodes(self, conn, node_ids))
+    }
+
+    fn delete_version(
+        &self,
+        kind: Kind,
+        reference: &Reference,
+        force: bool,
+    ) -> Result<VersionRecord> {
+        self.write(|tx| {
+            let record = resolve_in(self, tx, kind, reference)?;
+            if record.stage == Stage::Production && !force {
+                return Err(CoreError::InvalidInput {
+                    message: format!(
+                        "{kind} {} is in production; archive it first, or pass --force \
+                         (force=True) to delete it anyway",
+                        record.label()
+                    ),
+                });
+            }
+            let runs: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM runs WHERE recipe_version_id = ?1",
+                    [record.id],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.err(e))?;
+            if runs > 0 {
+                return Err(CoreError::InvalidInput {
+                    message: format!(
+                        "{kind} {} has {runs} run(s) that record it; a recipe with runs is kept",
+                        record.label()
+                    ),
+                });
+            }
+            for table in ["aliases", "tags", "version_objects", "stage_history"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE version_id = ?1"),
+                    [record.id],
+                )
+                .map_err(|e| self.err(e))?;
+            }
+            lineage::bury(self, tx, record.id)?;
+            tx.execute("DELETE FROM versions WHERE id = ?1", [record.id])
+                .map_err(|e| self.err(e))?;
+            // A name with no version left disappears from listings.
+            tx.execute(
+                "DELETE FROM artifacts WHERE kind = ?1 AND name = ?2 \
+                 AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.artifact_id = artifacts.id)",
+                params![kind.as_str(), record.name],
+            )
+            .map_err(|e| self.err(e))?;
+            Ok(record)
+        })
+    }
+
     fn object_uses(&self, version_ids: Option<&[i64]>) -> Result<Vec<ObjectUse>> {
         self.read(|conn| {
             let filter = match version_ids {
@@ -958,6 +1079,7 @@ impl MetadataStore for SqliteMetaStore {
     }
 }
 
+mod lineage;
 mod runs;
 
 #[cfg(test)]

@@ -29,6 +29,16 @@ impl Stage {
         }
     }
 
+    /// Order of concern when something upstream is found bad: production first.
+    pub fn impact_rank(self) -> u8 {
+        match self {
+            Stage::Production => 0,
+            Stage::Staging => 1,
+            Stage::Development => 2,
+            Stage::Archived => 3,
+        }
+    }
+
     /// Parse a stage name; accepts the original CLI's short forms (dev, stage, prod,
     /// archive), case-insensitively.
     pub fn parse(text: &str) -> Result<Self> {

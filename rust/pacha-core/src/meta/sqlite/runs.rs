@@ -99,6 +99,8 @@ pub(super) fn create_run(store: &SqliteMetaStore, new: &NewRun) -> Result<RunRec
             params![id, recipe_id, new.params, new.environment, new.actor],
         )
         .map_err(|e| store.err(e))?;
+        let node = super::lineage::add_run_node(store, tx, &id)?;
+        super::lineage::record_run_edges(store, tx, &node, recipe_id, &new.used, &new.actor)?;
         resolve_run(store, tx, &id)
     })
 }

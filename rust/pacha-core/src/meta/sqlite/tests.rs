@@ -25,6 +25,7 @@ fn new(name: &str, version: &str) -> NewVersion {
         actor: "tester".into(),
         objects: vec![(digest(1), 10)],
         run_id: None,
+        lineage: Vec::new(),
     }
 }
 
@@ -355,6 +356,7 @@ fn new_run(store: &SqliteMetaStore, n: u8) -> RunRecord {
             params: "{}".into(),
             environment: "{}".into(),
             actor: "u".into(),
+            used: Vec::new(),
         })
         .expect("run")
 }
@@ -415,4 +417,372 @@ fn runs_log_finish_and_best() {
     assert!(store.resolve_run("zz").is_err());
     assert!(store.log_metrics(&b.id, &[p("bad name", 0, 1.0)]).is_err());
     assert!(store.log_metrics(&b.id, &[p("loss", 0, f64::NAN)]).is_err());
+}
+
+// ---- lineage ----
+
+mod lineage {
+    use super::*;
+    use crate::lineage::{Graph, NewEdge, NodeKind, NodeRef, Relation};
+    use serde_json::{json, Map, Value};
+
+    fn node(text: &str) -> NodeRef {
+        NodeRef::parse(text).expect("node ref")
+    }
+
+    fn params(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+
+    fn edge(to: &str, relation: Relation, p: Value) -> NewEdge {
+        NewEdge {
+            to: node(to),
+            relation,
+            params: params(p),
+        }
+    }
+
+    fn dataset(store: &SqliteMetaStore, name: &str, version: &str, lineage: Vec<NewEdge>) {
+        let mut d = new(name, version);
+        d.kind = Kind::Dataset;
+        d.lineage = lineage;
+        store.insert_version(&d).expect("dataset");
+    }
+
+    fn model(store: &SqliteMetaStore, name: &str, version: &str, lineage: Vec<NewEdge>) {
+        let mut m = new(name, version);
+        m.lineage = lineage;
+        store.insert_version(&m).expect("model");
+    }
+
+    fn graph(store: &SqliteMetaStore) -> Graph {
+        Graph::from_rows(store.lineage_rows().expect("rows")).expect("graph")
+    }
+
+    #[test]
+    fn registration_records_typed_edges_with_parameters() {
+        let (_dir, store) = store();
+        dataset(&store, "raw", "1.0.0", vec![]);
+        dataset(
+            &store,
+            "clean",
+            "1.0.0",
+            vec![edge(
+                "dataset/raw:1.0.0",
+                Relation::DerivedFrom,
+                json!({"transformation": "dedup"}),
+            )],
+        );
+        model(
+            &store,
+            "base",
+            "1.0.0",
+            vec![edge("dataset/clean:1.0.0", Relation::TrainedOn, json!({}))],
+        );
+        model(
+            &store,
+            "base-int8",
+            "1.0.0",
+            vec![edge(
+                "model/base:1.0.0",
+                Relation::Quantized,
+                json!({"method": "int8"}),
+            )],
+        );
+        let rows = store.lineage_rows().expect("rows");
+        assert_eq!(rows.edges.len(), 3);
+        let quantized = rows
+            .edges
+            .iter()
+            .find(|e| e.relation == Relation::Quantized)
+            .expect("quantized edge");
+        assert_eq!(quantized.params, r#"{"method":"int8"}"#);
+        // Wrong endpoints and bad parameters are refused, and nothing is registered.
+        let mut bad = new("x", "1.0.0");
+        bad.lineage = vec![edge("model/base:1.0.0", Relation::TrainedOn, json!({}))];
+        assert!(matches!(
+            store.insert_version(&bad),
+            Err(CoreError::InvalidInput { .. })
+        ));
+        bad.lineage = vec![edge(
+            "model/base:1.0.0",
+            Relation::Quantized,
+            json!({"method": "int3"}),
+        )];
+        assert!(store.insert_version(&bad).is_err());
+        assert!(store.resolve(Kind::Model, &reference("x:1.0.0")).is_err());
+    }
+
+    #[test]
+    fn a_run_brings_its_recipe_and_datasets() {
+        let (_dir, store) = store();
+        dataset(&store, "imdb", "1.0.0", vec![]);
+        recipe(&store);
+        let run = store
+            .create_run(&NewRun {
+                id: "ab".repeat(16),
+                recipe: Some(reference("train:1.0.0")),
+                params: "{}".into(),
+                environment: "{}".into(),
+                actor: "u".into(),
+                used: vec![(reference("imdb:1.0.0"), Some("train".into()))],
+            })
+            .expect("run");
+        let mut m = new("bert", "1.0.0");
+        m.run_id = Some(run.id.clone());
+        store.insert_version(&m).expect("model");
+        let g = graph(&store);
+        let bert = store.find_node(&node("model/bert:1.0.0")).expect("bert");
+        let start = g.index_of(bert.id).expect("in graph");
+        let up = g.walk(
+            start,
+            &crate::lineage::Walk::new(crate::lineage::Direction::Up),
+        );
+        let mut labels: Vec<String> = up
+            .nodes
+            .iter()
+            .map(|&n| g.record(n).typed_label())
+            .collect();
+        labels.sort();
+        assert_eq!(
+            labels,
+            vec![
+                "dataset/imdb:1.0.0".to_string(),
+                "model/bert:1.0.0".into(),
+                "recipe/train:1.0.0".into(),
+                format!("run/{}", run.id),
+            ]
+        );
+        let relations: Vec<Relation> = up.edges.iter().map(|&e| g.relation(e)).collect();
+        for r in [
+            Relation::ProducedBy,
+            Relation::TrainedWith,
+            Relation::TrainedOn,
+            Relation::Used,
+            Relation::Executed,
+        ] {
+            assert!(relations.contains(&r), "{r} missing from {relations:?}");
+        }
+    }
+
+    #[test]
+    fn cycles_are_refused_and_named() {
+        let (_dir, store) = store();
+        model(&store, "a", "1.0.0", vec![]);
+        model(
+            &store,
+            "b",
+            "1.0.0",
+            vec![edge("model/a:1.0.0", Relation::FineTuned, json!({}))],
+        );
+        model(
+            &store,
+            "c",
+            "1.0.0",
+            vec![edge(
+                "model/b:1.0.0",
+                Relation::Distilled,
+                json!({"temperature": 2}),
+            )],
+        );
+        let before = store.lineage_token().expect("token");
+        let err = store
+            .add_edge(
+                &node("model/a:1.0.0"),
+                &node("model/c:1.0.0"),
+                Relation::FineTuned,
+                &Map::new(),
+                "u",
+            )
+            .expect_err("cycle");
+        match err {
+            CoreError::LineageCycle { cycle } => assert_eq!(
+                cycle,
+                "model/a:1.0.0 → model/c:1.0.0 → model/b:1.0.0 → model/a:1.0.0"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            store.add_edge(
+                &node("model/a:1.0.0"),
+                &node("model/a:1.0.0"),
+                Relation::Merged,
+                &Map::new(),
+                "u"
+            ),
+            Err(CoreError::LineageCycle { .. })
+        ));
+        assert_eq!(
+            store.lineage_token().expect("token"),
+            before,
+            "a refused edge changed nothing"
+        );
+        // A legal explicit edge is recorded once; the token moves.
+        assert!(store
+            .add_edge(
+                &node("model/c:1.0.0"),
+                &node("model/a:1.0.0"),
+                Relation::Merged,
+                &params(json!({"weight": 0.5})),
+                "u"
+            )
+            .expect("edge"));
+        assert!(!store
+            .add_edge(
+                &node("model/c:1.0.0"),
+                &node("model/a:1.0.0"),
+                Relation::Merged,
+                &Map::new(),
+                "u"
+            )
+            .expect("again"));
+        assert_ne!(store.lineage_token().expect("token"), before);
+    }
+
+    #[test]
+    fn deleting_keeps_a_tombstone_and_the_number() {
+        let (_dir, store) = store();
+        dataset(&store, "raw", "1.0.0", vec![]);
+        model(
+            &store,
+            "m",
+            "1.0.0",
+            vec![edge(
+                "dataset/raw:1.0.0",
+                Relation::TrainedOn,
+                json!({"split": "train"}),
+            )],
+        );
+        store
+            .transition(
+                Kind::Model,
+                &reference("m:1.0.0"),
+                Stage::Staging,
+                false,
+                "u",
+            )
+            .expect("staging");
+        store
+            .transition(
+                Kind::Model,
+                &reference("m:1.0.0"),
+                Stage::Production,
+                false,
+                "u",
+            )
+            .expect("production");
+        assert!(store
+            .delete_version(Kind::Model, &reference("m:1.0.0"), false)
+            .is_err());
+        store
+            .delete_version(Kind::Model, &reference("m:1.0.0"), true)
+            .expect("forced delete");
+        assert!(store.resolve(Kind::Model, &reference("m:1.0.0")).is_err());
+        assert!(store.list_names(Kind::Model).expect("names").is_empty());
+        let tomb = store.find_node(&node("model/m:1.0.0")).expect("tombstone");
+        assert!(tomb.deleted);
+        let g = graph(&store);
+        let raw = g
+            .index_of(store.find_node(&node("dataset/raw:1.0.0")).expect("raw").id)
+            .expect("raw");
+        let down = g.walk(
+            raw,
+            &crate::lineage::Walk::new(crate::lineage::Direction::Down),
+        );
+        assert_eq!(
+            down.nodes.len(),
+            2,
+            "the tombstone is still downstream of raw"
+        );
+        assert!(g.is_deleted(down.nodes[1]));
+        // The number is never reused, by an exact version or a bump.
+        assert!(matches!(
+            store.insert_version(&new("m", "1.0.0")),
+            Err(CoreError::VersionExists { .. })
+        ));
+        let mut bumped = new("m", "1.0.0");
+        bumped.version = VersionChoice::Bump(crate::meta::Bump::Patch);
+        assert_eq!(
+            store.insert_version(&bumped).expect("bump").version,
+            "1.0.1"
+        );
+        // No new edge may touch a tombstone.
+        assert!(store
+            .add_edge(
+                &node("model/m:1.0.1"),
+                &node("model/m:1.0.0"),
+                Relation::FineTuned,
+                &Map::new(),
+                "u"
+            )
+            .is_err());
+    }
+
+    #[test]
+    fn bare_references_resolve_across_kinds_or_are_ambiguous() {
+        let (_dir, store) = store();
+        model(&store, "x", "1.0.0", vec![]);
+        assert_eq!(
+            store.find_node(&node("x:1.0.0")).expect("x").kind,
+            NodeKind::Model
+        );
+        dataset(&store, "x", "1.0.0", vec![]);
+        let err = store.find_node(&node("x:1.0.0")).expect_err("ambiguous");
+        assert!(
+            err.to_string().contains("model/x:1.0.0 or dataset/x:1.0.0"),
+            "{err}"
+        );
+        assert!(matches!(
+            store.find_node(&node("y:1.0.0")),
+            Err(CoreError::NotFound { .. })
+        ));
+    }
+}
+
+/// A registry made before lineage existed gets its nodes and the edges it already knew
+/// (which run produced a model, which recipe a run executed) when it is opened.
+#[test]
+fn migrating_to_lineage_backfills_what_was_known() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("registry.db");
+    {
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            .expect("table");
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).expect("old migration");
+        }
+        let run_id = "cd".repeat(16);
+        conn.execute_batch(&format!(
+            "INSERT INTO schema_version VALUES (2);
+             INSERT INTO artifacts (id, kind, name) VALUES (1, 'recipe', 'r'), (2, 'model', 'm');
+             INSERT INTO versions (id, artifact_id, version, version_key, prerelease, digest,
+                 layout, size, file_count, created_by)
+                 VALUES (1, 1, '1.0.0', '1.0.0', 0, '{d}', 'file', 1, 1, 'u'),
+                        (2, 2, '1.0.0', '1.0.0', 0, '{d}', 'file', 1, 1, 'u');
+             INSERT INTO runs (id, recipe_version_id, status, params, environment, created_by)
+                 VALUES ('{run_id}', 1, 'completed', '{{}}', '{{}}', 'u');
+             UPDATE versions SET run_id = '{run_id}' WHERE id = 2;",
+            d = "0".repeat(64)
+        ))
+        .expect("old data");
+    }
+    let store = SqliteMetaStore::open(&path).expect("migrate");
+    let rows = store.lineage_rows().expect("rows");
+    assert_eq!(rows.nodes.len(), 3, "two versions and a run");
+    let relations: Vec<_> = rows.edges.iter().map(|e| e.relation).collect();
+    assert_eq!(
+        relations,
+        vec![
+            crate::lineage::Relation::ProducedBy,
+            crate::lineage::Relation::Executed
+        ]
+    );
+    // And the registry keeps working: a bump after the migrated version.
+    let mut next = new("m", "1.0.0");
+    next.version = VersionChoice::Bump(crate::meta::Bump::Minor);
+    assert_eq!(store.insert_version(&next).expect("bump").version, "1.1.0");
 }
