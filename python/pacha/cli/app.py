@@ -1,18 +1,90 @@
 """The Typer application: global options and the command groups.
 
-Imports of anything heavy (rich, the native core) happen inside commands, so that
-``pacha --help`` stays fast.
+Imports of anything heavy (rich, the native core) happen inside commands, and each command
+group (`model`, `data`, `lineage`, ...) is imported and built only when it is invoked: Typer
+inspects every parameter of every command it builds, which costs about a millisecond per
+command, so building the whole tree for each run would make every command slower as the CLI
+grows.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import importlib
+from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperGroup
 
-from pacha.cli import artifacts, hashing, lineage, recipes, runs, store
+from pacha.cli import hashing
+
+#: Command groups built on demand: name → (module, attribute, one-line help for the listing).
+LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
+    "data": (
+        "pacha.cli.artifacts",
+        "data_app",
+        "Register, find, download, stage, alias and tag datasets.",
+    ),
+    "lineage": (
+        "pacha.cli.lineage",
+        "app",
+        "Where artifacts came from and what was made from them.",
+    ),
+    "model": (
+        "pacha.cli.artifacts",
+        "model_app",
+        "Register, find, download, stage, alias and tag models.",
+    ),
+    "recipe": (
+        "pacha.cli.recipes",
+        "app",
+        "Training recipes: TOML files with hyperparameters, optimizer, data and environment.",
+    ),
+    "run": (
+        "pacha.cli.runs",
+        "app",
+        "Experiment runs: parameters, metrics per step, artifacts, and the best run.",
+    ),
+    "store": (
+        "pacha.cli.store",
+        "app",
+        "Add, list, export and verify objects in the content-addressed store.",
+    ),
+}
+
+
+class _LazyGroups(TyperGroup):
+    """The root command: its own commands plus `LAZY_GROUPS`, each built when invoked."""
+
+    # `ctx` is a click Context; typer vendors click from 0.27, so the class differs by version.
+    def list_commands(self, ctx: Any) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_GROUPS})
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        if name not in LAZY_GROUPS:
+            return super().get_command(ctx, name)
+        module, attribute, _ = LAZY_GROUPS[name]
+        group = typer.main.get_command(getattr(importlib.import_module(module), attribute))
+        group.name = name
+        return group
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        # The listing in `pacha --help` uses the one-line help above instead of building
+        # every group to ask it.
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in LAZY_GROUPS:
+                rows.append((name, LAZY_GROUPS[name][2]))
+                continue
+            command = super().get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=formatter.width - 20)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
 
 app = typer.Typer(
+    cls=_LazyGroups,
     name="pacha",
     help=(
         "A registry for machine-learning artifacts, with BLAKE3 integrity.\n\n"
@@ -86,7 +158,7 @@ def stats(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Counts of models, datasets, recipes and versions; logical bytes against stored bytes."""
-    from pacha.cli.artifacts import open_registry
+    from pacha.cli.options import open_registry
     from pacha.cli.output import human_size, print_json
 
     s = open_registry(ctx).stats()
@@ -114,7 +186,7 @@ def verify(
 ) -> None:
     """Re-hash every object the registry's versions need; report each problem with the
     versions it breaks. Exit 1 if anything is wrong."""
-    from pacha.cli.artifacts import open_registry
+    from pacha.cli.options import open_registry
     from pacha.cli.output import human_size, print_json, stdout_console
     from pacha.cli.progress import transfer_progress
 
@@ -149,10 +221,4 @@ def verify(
         raise typer.Exit(1)
 
 
-app.add_typer(artifacts.make_group("model"), name="model")
-app.add_typer(artifacts.make_group("dataset"), name="data")
-app.add_typer(recipes.app, name="recipe")
-app.add_typer(runs.app, name="run")
-app.add_typer(lineage.app, name="lineage")
 app.command("hash")(hashing.hash_command)
-app.add_typer(store.app, name="store")

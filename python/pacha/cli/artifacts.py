@@ -10,39 +10,18 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from pacha.cli.options import (
+    JsonOption,
+    QuietOption,
+    TagOption,
+    VersionOption,
+    open_registry,
+    parse_pairs,
+    text,
+)
+
 if TYPE_CHECKING:
     from pacha.models import ArtifactVersion
-    from pacha.registry import Registry
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-QuietOption = Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar, less output.")]
-VersionOption = Annotated[
-    Optional[str],
-    typer.Option("-v", "--version", metavar="VERSION", help="The version, if REF is a bare name."),
-]
-TagOption = Annotated[
-    Optional[list[str]],
-    typer.Option("--tag", metavar="KEY=VALUE", help="A tag; repeat for several."),
-]
-
-
-def open_registry(ctx: typer.Context) -> "Registry":
-    from pacha.registry import Registry
-
-    return Registry(ctx.find_root().obj["registry"])
-
-
-def parse_pairs(items: Optional[list[str]], what: str) -> dict[str, str]:
-    """``["k=v", ...]`` → dict, with a clear error for anything else."""
-    from pacha.errors import InvalidInputError
-
-    pairs: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidInputError(f"invalid {what} {item!r}: write KEY=VALUE, e.g. team=nlp")
-        pairs[key] = value
-    return pairs
 
 
 def parse_metrics(items: Optional[list[str]]) -> dict[str, float]:
@@ -63,13 +42,6 @@ def parse_metrics(items: Optional[list[str]]) -> dict[str, float]:
             )
         metrics[key] = number
     return metrics
-
-
-def text(value: object) -> str:
-    """User text for a rich table cell, shown literally (no markup interpretation)."""
-    from rich.markup import escape
-
-    return escape(str(value))
 
 
 def _stage_style(stage: str) -> str:
@@ -629,14 +601,14 @@ def make_group(kind: str) -> typer.Typer:
             ref = f"{ref}:{version}"
         show_lineage(ctx, f"{kind}/{ref}", direction, depth, kinds, fmt, json_out)
 
-    from pacha.cli.lineage import (
+    from pacha.cli.lineage import direction_of
+    from pacha.cli.options import (
         BothOption,
         DepthOption,
         DownOption,
         FormatOption,
         KindOption,
         UpOption,
-        direction_of,
     )
 
     @group.command("lineage")
@@ -693,3 +665,7 @@ def make_group(kind: str) -> typer.Typer:
             typer.echo(open_registry(ctx).model_card(ref, version), nl=False)
 
     return group
+
+
+model_app = make_group("model")
+data_app = make_group("dataset")

@@ -12,44 +12,25 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from pacha.cli.artifacts import JsonOption, open_registry, parse_pairs, text
+from pacha.cli.options import (
+    BothOption,
+    DepthOption,
+    DownOption,
+    FormatOption,
+    JsonOption,
+    KindOption,
+    NodeArgument,
+    UpOption,
+    open_registry,
+    parse_pairs,
+    text,
+)
 
 if TYPE_CHECKING:
     from pacha.lineage import Lineage
 
 FORMATS = ("tree", "json", "dot", "mermaid", "prov-json")
 NODE_KINDS = ("model", "dataset", "data", "recipe", "run")
-
-NodeArgument = Annotated[
-    str,
-    typer.Argument(
-        metavar="REF",
-        help="model/NAME:VERSION, dataset/NAME@STAGE, recipe/NAME:VERSION, run/RUN_ID, "
-        "or NAME:VERSION when only one kind has it.",
-    ),
-]
-DepthOption = Annotated[
-    Optional[int],
-    typer.Option("--depth", min=1, metavar="N", help="Go at most N edges away."),
-]
-KindOption = Annotated[
-    Optional[list[str]],
-    typer.Option(
-        "--kind",
-        metavar="KIND",
-        help="Follow only this relation (fine_tuned, trained_on, ...) or show only this node "
-        "kind (model, dataset, recipe, run); repeatable.",
-    ),
-]
-FormatOption = Annotated[
-    str,
-    typer.Option(
-        "--format",
-        "-f",
-        metavar="FORMAT",
-        help="tree (default), json, dot (Graphviz), mermaid or prov-json (W3C PROV).",
-    ),
-]
 
 
 class _ShowByDefault(TyperGroup):
@@ -143,11 +124,6 @@ def show_lineage(
         node, direction, depth=depth, relations=relations, kinds=node_kinds
     )
     render(result, "json" if json_out else fmt)
-
-
-UpOption = Annotated[bool, typer.Option("--up", help="What it came from (ancestors).")]
-DownOption = Annotated[bool, typer.Option("--down", help="What was made from it (descendants).")]
-BothOption = Annotated[bool, typer.Option("--both", help="Both directions.")]
 
 
 @app.command("show")

@@ -7,14 +7,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from pacha.cli.artifacts import (
-    JsonOption,
-    VersionOption,
-    open_registry,
-    print_names,
-    print_versions,
-    text,
-)
+from pacha.cli.artifacts import print_names, print_versions
+from pacha.cli.options import JsonOption, VersionOption, open_registry, text
 
 app = typer.Typer(
     help=(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from pacha.cli.artifacts import JsonOption, VersionOption, open_registry, text
+from pacha.cli.options import JsonOption, VersionOption, open_registry, text
 
 if TYPE_CHECKING:
     from pacha.models import RunRecord
@@ -54,7 +54,7 @@ def start(
     json_out: JsonOption = False,
 ) -> None:
     """Start a run (of a recipe, or of nothing) and print its id."""
-    from pacha.cli.artifacts import parse_pairs
+    from pacha.cli.options import parse_pairs
     from pacha.cli.output import print_json
 
     params = {k: _value(v) for k, v in parse_pairs(set_, "--set").items()}

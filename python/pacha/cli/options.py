@@ -1,0 +1,85 @@
+"""Options and helpers shared by the command groups."""
+
+# No `from __future__ import annotations`: Typer reads the annotations at run time.
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from pacha.registry import Registry
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+QuietOption = Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar, less output.")]
+VersionOption = Annotated[
+    Optional[str],
+    typer.Option("-v", "--version", metavar="VERSION", help="The version, if REF is a bare name."),
+]
+TagOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--tag", metavar="KEY=VALUE", help="A tag; repeat for several."),
+]
+
+
+def open_registry(ctx: typer.Context) -> "Registry":
+    from pacha.registry import Registry
+
+    return Registry(ctx.find_root().obj["registry"])
+
+
+def parse_pairs(items: Optional[list[str]], what: str) -> dict[str, str]:
+    """``["k=v", ...]`` → dict, with a clear error for anything else."""
+    from pacha.errors import InvalidInputError
+
+    pairs: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInputError(f"invalid {what} {item!r}: write KEY=VALUE, e.g. team=nlp")
+        pairs[key] = value
+    return pairs
+
+
+def text(value: object) -> str:
+    """User text for a rich table cell, shown literally (no markup interpretation)."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
+# ---- lineage views (`pacha lineage`, `pacha model lineage`, `pacha data provenance`) ----
+
+NodeArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="REF",
+        help="model/NAME:VERSION, dataset/NAME@STAGE, recipe/NAME:VERSION, run/RUN_ID, "
+        "or NAME:VERSION when only one kind has it.",
+    ),
+]
+DepthOption = Annotated[
+    Optional[int],
+    typer.Option("--depth", min=1, metavar="N", help="Go at most N edges away."),
+]
+KindOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--kind",
+        metavar="KIND",
+        help="Follow only this relation (fine_tuned, trained_on, ...) or show only this node "
+        "kind (model, dataset, recipe, run); repeatable.",
+    ),
+]
+FormatOption = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        "-f",
+        metavar="FORMAT",
+        help="tree (default), json, dot (Graphviz), mermaid or prov-json (W3C PROV).",
+    ),
+]
+
+
+UpOption = Annotated[bool, typer.Option("--up", help="What it came from (ancestors).")]
+DownOption = Annotated[bool, typer.Option("--down", help="What was made from it (descendants).")]
+BothOption = Annotated[bool, typer.Option("--both", help="Both directions.")]
