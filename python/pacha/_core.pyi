@@ -419,3 +419,6 @@ class Registry:
     def delete(
         self, kind: str, reference: str, version: Optional[str] = None, force: bool = False
     ) -> VersionInfo: ...
+    def gc(
+        self, grace_seconds: float, dry_run: bool = False
+    ) -> tuple[int, int, int, int, int, int]: ...

@@ -19,6 +19,7 @@ __all__ = [
     "DatasetVersion",
     "Datasheet",
     "Feature",
+    "GcResult",
     "ImpactEntry",
     "LineageEdge",
     "LineageNode",
@@ -305,3 +306,17 @@ class ImpactEntry(BaseModel):
 
     model: ModelVersion
     depth: int = Field(description="Edges between the node and this model.")
+
+
+class GcResult(BaseModel):
+    """What garbage collection removed (or, with ``dry_run``, would remove)."""
+
+    objects_removed: int
+    bytes_freed: int
+    temp_files_removed: int
+    temp_bytes_freed: int
+    young_objects_kept: int = Field(
+        description="Unreferenced objects spared because they are younger than the grace period."
+    )
+    objects_kept: int = Field(description="Objects still referenced.")
+    dry_run: bool

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         ArtifactVersion,
         DatasetVersion,
         Datasheet,
+        GcResult,
         ImpactEntry,
         ModelCard,
         ModelVersion,
@@ -38,7 +39,10 @@ if TYPE_CHECKING:
     from pacha.recipes import RecipeProblem
     from pacha.runs import Run
 
-__all__ = ["Registry"]
+__all__ = ["DEFAULT_GC_GRACE", "Registry"]
+
+#: Seconds an unreferenced object or temporary file is kept before `gc` may remove it.
+DEFAULT_GC_GRACE = 24 * 3600.0
 
 PathLike = Union[str, "os.PathLike[str]"]
 Kind = Literal["model", "dataset", "recipe"]
@@ -840,6 +844,24 @@ class Registry:
         from pacha.models import DatasetVersion
 
         return _record(self._core.delete("dataset", ref, version, force), DatasetVersion)
+
+    def gc(self, *, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -> GcResult:
+        """Remove objects that no version, run artifact or tree references, and temporary
+        files of interrupted writes, once older than ``grace`` seconds (default one day, as
+        git spares recent unreachable objects). Safe while other processes register: they
+        wait for the sweep, and it waits for registrations in flight."""
+        from pacha.models import GcResult
+
+        removed, freed, temps, temp_bytes, young, kept = self._core.gc(float(grace), dry_run)
+        return GcResult(
+            objects_removed=removed,
+            bytes_freed=freed,
+            temp_files_removed=temps,
+            temp_bytes_freed=temp_bytes,
+            young_objects_kept=young,
+            objects_kept=kept,
+            dry_run=dry_run,
+        )
 
     # ---- plain records (JSON-ready dicts, no pydantic): what the CLI's read commands use ----
 

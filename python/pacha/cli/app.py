@@ -221,4 +221,62 @@ def verify(
         raise typer.Exit(1)
 
 
+def _duration(text: str) -> float:
+    """``30s``, ``15m``, ``2h``, ``1d`` or plain seconds → seconds."""
+    from pacha.errors import InvalidInputError
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value = text.strip().lower()
+    scale = units.get(value[-1:])
+    number = value[:-1] if scale else value
+    try:
+        seconds = float(number) * (scale or 1)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise InvalidInputError(
+            f"invalid duration {text!r}: give seconds or a number with s, m, h or d (e.g. 1d)"
+        )
+    return seconds
+
+
+@app.command("gc")
+def gc(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only report what would be removed.")
+    ] = False,
+    grace: Annotated[
+        str,
+        typer.Option(
+            "--grace",
+            metavar="DURATION",
+            help="Spare unreferenced objects and temp files younger than this (default 1d; "
+            "e.g. 0, 30m, 2h).",
+        ),
+    ] = "1d",
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Remove objects no version, run artifact or tree references (deleted versions' bytes),
+    and temp files of interrupted writes. Safe while other processes register."""
+    from pacha.cli.options import open_registry
+    from pacha.cli.output import human_size, print_json
+
+    result = open_registry(ctx).gc(grace=_duration(grace), dry_run=dry_run)
+    if json_out:
+        print_json(result.model_dump())
+        return
+    verb = "would remove" if dry_run else "removed"
+    typer.echo(
+        f"{verb} {result.objects_removed} object(s) ({human_size(result.bytes_freed)}) and "
+        f"{result.temp_files_removed} temp file(s) ({human_size(result.temp_bytes_freed)}); "
+        f"kept {result.objects_kept} referenced object(s)"
+        + (
+            f" and {result.young_objects_kept} unreferenced one(s) younger than {grace}"
+            if result.young_objects_kept
+            else ""
+        )
+    )
+
+
 app.command("hash")(hashing.hash_command)

@@ -10,6 +10,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -155,6 +156,25 @@ fn walk(
 
 /// Store every file under `root` and a manifest naming them; identical files are stored once.
 pub fn ingest_dir(store: &dyn ObjectStore, root: &Path, progress: &Progress) -> Result<TreeIngest> {
+    ingest_dir_recording(store, root, progress, &Mutex::new(Vec::new()))
+}
+
+/// [`ingest_dir`], adding to `written` every object it wrote (not those that were already
+/// stored), even when it fails part-way: a failed registration removes them again.
+pub fn ingest_dir_recording(
+    store: &dyn ObjectStore,
+    root: &Path,
+    progress: &Progress,
+    written: &Mutex<Vec<Digest>>,
+) -> Result<TreeIngest> {
+    let record = |outcome: &crate::store::PutOutcome| {
+        if outcome.written {
+            written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(outcome.digest);
+        }
+    };
     let canonical_root = fs::canonicalize(root).at(root)?;
     let mut files = Vec::new();
     let mut empty = Vec::new();
@@ -174,6 +194,7 @@ pub fn ingest_dir(store: &dyn ObjectStore, root: &Path, progress: &Progress) -> 
                 });
             }
             let outcome = store.put_open_file(opened, &meta, &file.absolute, progress)?;
+            record(&outcome);
             Ok(Entry {
                 path: file.relative.clone(),
                 digest: outcome.digest.to_hex(),
@@ -194,6 +215,7 @@ pub fn ingest_dir(store: &dyn ObjectStore, root: &Path, progress: &Progress) -> 
         message: format!("cannot encode the tree manifest: {e}"),
     })?;
     let manifest_object = store.put_bytes(&bytes)?;
+    record(&manifest_object);
     let mut objects: Vec<(Digest, u64)> = Vec::with_capacity(manifest.entries.len() + 1);
     let mut seen = BTreeSet::new();
     for entry in &manifest.entries {

@@ -633,11 +633,7 @@ impl Registry {
     ) -> PyResult<(String, u64)> {
         let registry = self.0.clone();
         run_detached(py, progress_of(progress), move |p| {
-            registry.meta().resolve_run(&id)?;
-            let stored = registry.store().put_file(&path, p)?;
-            registry
-                .meta()
-                .add_run_artifact(&id, &name, &stored.digest, stored.size)?;
+            let stored = registry.add_run_artifact(&id, &name, &path, p)?;
             Ok((stored.digest.to_hex(), stored.size))
         })
     }
@@ -792,6 +788,34 @@ impl Registry {
         let node = crate::lineage::node_ref(node)?;
         py.detach(|| self.0.meta().find_node(&node))
             .map(|n| (n.typed_label(), n.kind.as_str(), n.deleted))
+            .map_err(to_py)
+    }
+
+    /// Garbage collection: (objects removed, bytes freed, temp files removed, temp bytes
+    /// freed, young unreferenced objects kept, referenced objects kept).
+    #[pyo3(signature = (grace_seconds, dry_run = false))]
+    fn gc(
+        &self,
+        py: Python<'_>,
+        grace_seconds: f64,
+        dry_run: bool,
+    ) -> PyResult<(u64, u64, u64, u64, u64, u64)> {
+        let grace = std::time::Duration::try_from_secs_f64(grace_seconds).map_err(|_| {
+            crate::errors::InvalidInputError::new_err(format!(
+                "invalid grace period {grace_seconds}: give a number of seconds ≥ 0"
+            ))
+        })?;
+        py.detach(|| self.0.gc(grace, dry_run))
+            .map(|r| {
+                (
+                    r.objects_removed,
+                    r.bytes_freed,
+                    r.temp_files_removed,
+                    r.temp_bytes_freed,
+                    r.young_objects_kept,
+                    r.objects_kept,
+                )
+            })
             .map_err(to_py)
     }
 

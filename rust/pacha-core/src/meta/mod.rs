@@ -324,6 +324,13 @@ pub trait MetadataStore: Send + Sync + fmt::Debug {
     /// The current versions behind lineage nodes, as (node id, version).
     fn versions_of_nodes(&self, node_ids: &[i64]) -> Result<Vec<(i64, VersionRecord)>>;
 
+    /// Every object a version or a run artifact references.
+    fn referenced_objects(&self) -> Result<Vec<Digest>>;
+
+    /// Drop the bookkeeping rows of objects garbage collection removed (those still
+    /// unreferenced).
+    fn forget_objects(&self, digests: &[Digest]) -> Result<()>;
+
     /// Delete a version: its aliases, tags and history go, its lineage node stays as a
     /// tombstone, its objects are left for garbage collection. A production version needs
     /// `force`.

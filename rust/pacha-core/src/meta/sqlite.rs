@@ -972,6 +972,42 @@ impl MetadataStore for SqliteMetaStore {
         self.read(|conn| lineage::versions_of_nodes(self, conn, node_ids))
     }
 
+    fn referenced_objects(&self) -> Result<Vec<Digest>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT digest FROM version_objects UNION SELECT digest FROM run_artifacts",
+                )
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(|e| self.err(e))?;
+            let mut digests = Vec::new();
+            for row in rows {
+                digests.push(Digest::parse(&row.map_err(|e| self.err(e))?)?);
+            }
+            Ok(digests)
+        })
+    }
+
+    fn forget_objects(&self, digests: &[Digest]) -> Result<()> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        let list = serde_json::Value::from(digests.iter().map(Digest::to_hex).collect::<Vec<_>>())
+            .to_string();
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM objects WHERE digest IN (SELECT value FROM json_each(?1)) \
+                 AND NOT EXISTS (SELECT 1 FROM version_objects v WHERE v.digest = objects.digest) \
+                 AND NOT EXISTS (SELECT 1 FROM run_artifacts r WHERE r.digest = objects.digest)",
+                [&list],
+            )
+            .map_err(|e| self.err(e))?;
+            Ok(())
+        })
+    }
+
     fn delete_version(
         &self,
         kind: Kind,

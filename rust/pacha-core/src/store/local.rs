@@ -12,7 +12,9 @@ use rayon::prelude::*;
 use tempfile::NamedTempFile;
 
 use super::copy::copy_hashing;
-use super::{Expected, ObjectInfo, ObjectStore, Problem, ProblemKind, PutOutcome, VerifyReport};
+use super::{
+    Expected, ObjectInfo, ObjectStore, Problem, ProblemKind, PutOutcome, TempSweep, VerifyReport,
+};
 use crate::error::IoContext;
 use crate::fsutil::{ensure_dir, open_regular, sync_dir};
 use crate::hash;
@@ -72,10 +74,23 @@ impl LocalStore {
     /// so ingesting the same bytes again replaces it. Success is reported only once the
     /// object's directory entries are durable (another process may have renamed it into place
     /// and died before its fsync).
+    ///
+    /// A reused object's modification time is set to now: garbage collection spares objects
+    /// younger than its grace period, so an object a registration is about to reference
+    /// cannot be collected between this check and the registration's commit. If the object
+    /// vanishes before it is freshened (collected a moment ago), it is not present.
     fn is_present(&self, digest: &Digest, size: u64) -> Result<bool> {
         if self.size_of(digest)? != Some(size) || self.damaged_marker(digest).exists() {
             return Ok(false);
         }
+        let path = self.object_path(digest);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(CoreError::io(&path, e)),
+        };
+        // The owner may set the times of a read-only file through a read-only descriptor.
+        file.set_modified(SystemTime::now()).at(&path)?;
         sync_dir(&self.root.join(digest.shard()))?;
         sync_dir(&self.root)?;
         Ok(true)
@@ -336,6 +351,7 @@ impl LocalStore {
                 objects.push(ObjectInfo {
                     digest,
                     size: meta.len(),
+                    modified: meta.modified().ok(),
                 });
             }
         }
@@ -420,6 +436,50 @@ impl LocalStore {
 }
 
 impl ObjectStore for LocalStore {
+    fn remove(&self, digest: &Digest) -> Result<u64> {
+        let path = self.object_path(digest);
+        let size = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(CoreError::io(&path, e)),
+        };
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(CoreError::io(&path, e)),
+        }
+        self.clear_damaged(digest);
+        sync_dir(&self.root.join(digest.shard()))?;
+        Ok(size)
+    }
+
+    fn remove_stale_temps(&self, older_than: SystemTime, dry_run: bool) -> Result<TempSweep> {
+        let mut sweep = TempSweep::default();
+        for entry in fs::read_dir(&self.tmp).at(&self.tmp)? {
+            let entry = entry.at(&self.tmp)?;
+            let path = entry.path();
+            let meta = match fs::symlink_metadata(&path) {
+                Ok(meta) => meta,
+                // Finished (renamed into place) or removed by its writer meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(CoreError::io(&path, e)),
+            };
+            if !meta.is_file() || mtime(&meta).is_none_or(|m| m >= older_than) {
+                continue;
+            }
+            if !dry_run {
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(CoreError::io(&path, e)),
+                }
+            }
+            sweep.files += 1;
+            sweep.bytes += meta.len();
+        }
+        Ok(sweep)
+    }
+
     fn location(&self) -> String {
         self.root.display().to_string()
     }

@@ -28,6 +28,16 @@ pub struct PutOutcome {
 pub struct ObjectInfo {
     pub digest: Digest,
     pub size: u64,
+    /// When the object was last written or reused (see [`ObjectStore::put_file`]); garbage
+    /// collection spares objects younger than its grace period.
+    pub modified: Option<std::time::SystemTime>,
+}
+
+/// What [`ObjectStore::remove_stale_temps`] found (or removed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TempSweep {
+    pub files: u64,
+    pub bytes: u64,
 }
 
 /// What a caller knows about an object it references, for [`ObjectStore::verify`].
@@ -147,4 +157,16 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     /// Check every object in the store and report strays.
     fn verify_all(&self, progress: &Progress) -> Result<VerifyReport>;
+
+    /// Delete an object (garbage collection only); returns the bytes freed, 0 if it was
+    /// already gone.
+    fn remove(&self, digest: &Digest) -> Result<u64>;
+
+    /// Temporary files of interrupted writes last touched before `older_than`: removed, or
+    /// only counted with `dry_run`.
+    fn remove_stale_temps(
+        &self,
+        older_than: std::time::SystemTime,
+        dry_run: bool,
+    ) -> Result<TempSweep>;
 }

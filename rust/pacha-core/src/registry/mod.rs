@@ -19,6 +19,9 @@ use crate::meta::{
 use crate::store::{Expected, LocalStore, ObjectStore, Problem};
 use crate::{tree, CoreError, Digest, Progress, Result};
 
+mod gc;
+pub use gc::{GcReport, RegistrationGuard};
+
 /// `path` made absolute with symlinks resolved; for a path that does not exist yet, its
 /// nearest existing ancestor resolved and the rest appended. `None` if nothing resolves.
 fn canonical_target(path: &Path) -> Option<PathBuf> {
@@ -139,6 +142,8 @@ impl Registry {
         for (key, value) in &request.tags {
             crate::meta::names::validate_tag(key, value)?;
         }
+        // Until the version commits, its objects are referenced by nothing: keep gc out.
+        let _guard = self.registration_guard()?;
         // Refuse a duplicate before copying gigabytes; the transaction checks again.
         self.meta.precheck(request.kind, &name, &request.version)?;
         let run_id = match &request.run {
@@ -153,9 +158,37 @@ impl Registry {
                 .check_endpoints(request.kind.into(), target.kind)?;
             edge.relation.check_params(&edge.params)?;
         }
+        let written = Mutex::new(Vec::new());
+        let result = self.store_and_record(request, name, run_id, progress, &written);
+        if result.is_err() {
+            // Leave the store as it was: what this registration wrote is referenced by
+            // nothing (unless another registration has used it meanwhile).
+            drop(_guard);
+            let written = written.into_inner().unwrap_or_else(|p| p.into_inner());
+            if !written.is_empty() {
+                // Best effort: whatever is left is garbage `gc` collects.
+                drop(self.discard_unreferenced(&written));
+            }
+        }
+        result
+    }
+
+    fn store_and_record(
+        &self,
+        request: &RegisterRequest,
+        name: String,
+        run_id: Option<String>,
+        progress: &Progress,
+        written: &Mutex<Vec<Digest>>,
+    ) -> Result<VersionRecord> {
         let source_meta = fs::metadata(&request.source).at(&request.source)?;
         let (digest, layout, size, file_count, objects) = if source_meta.is_dir() {
-            let ingested = tree::ingest_dir(self.store.as_ref(), &request.source, progress)?;
+            let ingested = tree::ingest_dir_recording(
+                self.store.as_ref(),
+                &request.source,
+                progress,
+                written,
+            )?;
             (
                 ingested.manifest,
                 Layout::Tree,
@@ -165,6 +198,12 @@ impl Registry {
             )
         } else {
             let outcome = self.store.put_file(&request.source, progress)?;
+            if outcome.written {
+                written
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(outcome.digest);
+            }
             (
                 outcome.digest,
                 Layout::File,
@@ -248,6 +287,22 @@ impl Registry {
             }
         }
         Ok(())
+    }
+
+    /// Store a file as an artifact of a running run.
+    pub fn add_run_artifact(
+        &self,
+        run: &str,
+        name: &str,
+        source: &Path,
+        progress: &Progress,
+    ) -> Result<crate::store::PutOutcome> {
+        let run = self.meta.resolve_run(run)?;
+        let _guard = self.registration_guard()?;
+        let stored = self.store.put_file(source, progress)?;
+        self.meta
+            .add_run_artifact(&run.id, name, &stored.digest, stored.size)?;
+        Ok(stored)
     }
 
     /// Delete a version (see `MetadataStore::delete_version`).

@@ -1,0 +1,131 @@
+//! Garbage collection: mark the objects the metadata references, sweep the rest.
+//!
+//! Safe while other processes register, by two file locks in the registry directory:
+//! every registration holds `gc.lock` shared from before it stores its first byte until its
+//! metadata transaction commits, and the collector holds it exclusively while it marks and
+//! sweeps, so no object can be found unreferenced while a registration is about to
+//! reference it. `gc.intent` makes the collector's request win against a stream of
+//! registrations (a shared `flock` is otherwise granted while an exclusive one waits):
+//! registrations pass through it shared, the collector holds it exclusively.
+//!
+//! Objects written without metadata (`pacha store add`) and temporary files are swept only
+//! once older than a grace period, as git prunes only old unreachable objects.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use super::Registry;
+use crate::error::IoContext;
+use crate::{Digest, Result};
+
+const LOCK_FILE: &str = "gc.lock";
+const INTENT_FILE: &str = "gc.intent";
+
+/// What `gc` removed (or, in a dry run, would remove).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub objects_removed: u64,
+    pub bytes_freed: u64,
+    pub temp_files_removed: u64,
+    pub temp_bytes_freed: u64,
+    /// Unreferenced objects spared because they are younger than the grace period.
+    pub young_objects_kept: u64,
+    pub objects_kept: u64,
+    pub dry_run: bool,
+}
+
+fn open_lock(root: &Path, name: &str) -> Result<File> {
+    let path = root.join(name);
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .at(&path)
+}
+
+/// Held by a registration from its first stored byte to its commit.
+#[derive(Debug)]
+pub struct RegistrationGuard {
+    _lock: File,
+}
+
+impl Registry {
+    /// Take the shared side of the collector's lock (see the module docs).
+    pub(crate) fn registration_guard(&self) -> Result<RegistrationGuard> {
+        let intent = open_lock(&self.root, INTENT_FILE)?;
+        intent.lock_shared().at(&self.root.join(INTENT_FILE))?;
+        let lock = open_lock(&self.root, LOCK_FILE)?;
+        lock.lock_shared().at(&self.root.join(LOCK_FILE))?;
+        drop(intent);
+        Ok(RegistrationGuard { _lock: lock })
+    }
+
+    /// Remove those of `digests` that nothing references, under the collector's lock (so
+    /// that no registration in flight can be about to reference them).
+    pub(crate) fn discard_unreferenced(&self, digests: &[Digest]) -> Result<()> {
+        let intent = open_lock(&self.root, INTENT_FILE)?;
+        intent.lock().at(&self.root.join(INTENT_FILE))?;
+        let lock = open_lock(&self.root, LOCK_FILE)?;
+        lock.lock().at(&self.root.join(LOCK_FILE))?;
+        let referenced: HashSet<Digest> = self.meta.referenced_objects()?.into_iter().collect();
+        let unreferenced: Vec<Digest> = digests
+            .iter()
+            .filter(|d| !referenced.contains(d))
+            .copied()
+            .collect();
+        for digest in &unreferenced {
+            self.store.remove(digest)?;
+        }
+        self.meta.forget_objects(&unreferenced)
+    }
+
+    /// Remove every object that no version, run artifact or tree references (a tree's
+    /// manifest and files are all recorded as its version's objects) and is older than
+    /// `grace`, and temporary files of interrupted writes older than `grace`.
+    pub fn gc(&self, grace: Duration, dry_run: bool) -> Result<GcReport> {
+        let intent = open_lock(&self.root, INTENT_FILE)?;
+        intent.lock().at(&self.root.join(INTENT_FILE))?;
+        let lock = open_lock(&self.root, LOCK_FILE)?;
+        lock.lock().at(&self.root.join(LOCK_FILE))?;
+        let cutoff = SystemTime::now()
+            .checked_sub(grace)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let referenced: HashSet<Digest> = self.meta.referenced_objects()?.into_iter().collect();
+        let mut report = GcReport {
+            dry_run,
+            ..GcReport::default()
+        };
+        let mut removed = Vec::new();
+        for object in self.store.list()? {
+            if referenced.contains(&object.digest) {
+                report.objects_kept += 1;
+                continue;
+            }
+            if object.modified.is_none_or(|m| m >= cutoff) {
+                report.young_objects_kept += 1;
+                continue;
+            }
+            let freed = if dry_run {
+                object.size
+            } else {
+                self.store.remove(&object.digest)?
+            };
+            report.objects_removed += 1;
+            report.bytes_freed += freed;
+            removed.push(object.digest);
+        }
+        if !dry_run {
+            self.meta.forget_objects(&removed)?;
+        }
+        let temps = self.store.remove_stale_temps(cutoff, dry_run)?;
+        report.temp_files_removed = temps.files;
+        report.temp_bytes_freed = temps.bytes;
+        Ok(report)
+    }
+}
