@@ -91,3 +91,18 @@ fn open_regular_with(path: &Path, flags: i32) -> Result<(File, fs::Metadata)> {
     }
     Ok((file, meta))
 }
+
+/// Flush every written file and directory entry of the filesystem holding `path` (one
+/// `syncfs` instead of an `fsync` per file, for batches of small objects).
+pub(crate) fn sync_filesystem(path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+
+    let dir = File::open(path).at(path)?;
+    // SAFETY: `syncfs` only reads its argument, a descriptor that `dir` keeps open for the
+    // duration of the call; no memory is shared with the kernel.
+    let rc = unsafe { libc::syncfs(dir.as_raw_fd()) };
+    if rc != 0 {
+        return Err(CoreError::io(path, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}

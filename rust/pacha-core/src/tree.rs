@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::IoContext;
 use crate::fsutil::{file_kind, open_regular_nofollow};
-use crate::store::ObjectStore;
+use crate::store::{ObjectStore, SyncBatch};
 use crate::{CoreError, Digest, Progress, Result};
 
 pub const MANIFEST_FORMAT: &str = "pacha.tree/1";
@@ -180,6 +180,7 @@ pub fn ingest_dir_recording(
     let mut empty = Vec::new();
     walk(root, &canonical_root, root, &mut files, &mut empty)?;
     progress.add_total(files.iter().map(|f| f.size).sum());
+    let batch = SyncBatch::new();
     let stored: Vec<Result<Entry>> = files
         .par_iter()
         .map(|file| {
@@ -193,7 +194,8 @@ pub fn ingest_dir_recording(
                     detail: "it was replaced by another file during the walk".into(),
                 });
             }
-            let outcome = store.put_open_file(opened, &meta, &file.absolute, progress)?;
+            let outcome =
+                store.put_open_file_batched(opened, &meta, &file.absolute, progress, &batch)?;
             record(&outcome);
             Ok(Entry {
                 path: file.relative.clone(),
@@ -204,6 +206,8 @@ pub fn ingest_dir_recording(
         })
         .collect();
     let mut entries = stored.into_iter().collect::<Result<Vec<_>>>()?;
+    // Every file durable before the manifest that names them is written.
+    store.finish_batch(&batch)?;
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     empty.sort();
     let manifest = Manifest {

@@ -13,7 +13,8 @@ use tempfile::NamedTempFile;
 
 use super::copy::copy_hashing;
 use super::{
-    Expected, ObjectInfo, ObjectStore, Problem, ProblemKind, PutOutcome, TempSweep, VerifyReport,
+    Expected, ObjectInfo, ObjectStore, Problem, ProblemKind, PutOutcome, SyncBatch, TempSweep,
+    VerifyReport,
 };
 use crate::error::IoContext;
 use crate::fsutil::{ensure_dir, open_regular, sync_dir};
@@ -80,6 +81,11 @@ impl LocalStore {
     /// cannot be collected between this check and the registration's commit. If the object
     /// vanishes before it is freshened (collected a moment ago), it is not present.
     fn is_present(&self, digest: &Digest, size: u64) -> Result<bool> {
+        self.is_present_in(digest, size, None)
+    }
+
+    /// [`Self::is_present`]; under a batch, the directory flushes are left to the batch.
+    fn is_present_in(&self, digest: &Digest, size: u64, batch: Option<&SyncBatch>) -> Result<bool> {
         if self.size_of(digest)? != Some(size) || self.damaged_marker(digest).exists() {
             return Ok(false);
         }
@@ -91,8 +97,13 @@ impl LocalStore {
         };
         // The owner may set the times of a read-only file through a read-only descriptor.
         file.set_modified(SystemTime::now()).at(&path)?;
-        sync_dir(&self.root.join(digest.shard()))?;
-        sync_dir(&self.root)?;
+        match batch {
+            Some(batch) => batch.mark(),
+            None => {
+                sync_dir(&self.root.join(digest.shard()))?;
+                sync_dir(&self.root)?;
+            }
+        }
         Ok(true)
     }
 
@@ -144,12 +155,15 @@ impl LocalStore {
 
     /// Make a fully written temp file the object `digest`: read-only, fsync, rename, fsync dir.
     /// Make sure the shard directory of `digest` exists (durably), remembering that it does.
-    fn ensure_shard(&self, digest: &Digest) -> Result<PathBuf> {
+    fn ensure_shard(&self, digest: &Digest, batch: Option<&SyncBatch>) -> Result<PathBuf> {
         let shard = self.root.join(digest.shard());
         let known = &self.shards[usize::from(digest.as_bytes()[0])];
         if !known.load(Ordering::Relaxed) {
             if ensure_dir(&shard)? {
-                sync_dir(&self.root)?;
+                match batch {
+                    Some(batch) => batch.mark(),
+                    None => sync_dir(&self.root)?,
+                }
             }
             known.store(true, Ordering::Relaxed);
         }
@@ -157,11 +171,23 @@ impl LocalStore {
     }
 
     fn commit(&self, tmp: NamedTempFile, digest: &Digest) -> Result<()> {
-        let shard = self.ensure_shard(digest)?;
+        self.commit_in(tmp, digest, None)
+    }
+
+    /// [`Self::commit`]; under a batch, the file and directory flushes are left to the batch.
+    fn commit_in(
+        &self,
+        tmp: NamedTempFile,
+        digest: &Digest,
+        batch: Option<&SyncBatch>,
+    ) -> Result<()> {
+        let shard = self.ensure_shard(digest, batch)?;
         let file = tmp.as_file();
         file.set_permissions(Permissions::from_mode(0o444))
             .at(tmp.path())?;
-        file.sync_all().at(tmp.path())?;
+        if batch.is_none() {
+            file.sync_all().at(tmp.path())?;
+        }
         let dest = shard.join(digest.to_hex());
         let replacing = fs::symlink_metadata(&dest).is_ok();
         let tmp = match tmp.persist(&dest) {
@@ -172,11 +198,14 @@ impl LocalStore {
         };
         if let Some(tmp) = tmp {
             self.shards[usize::from(digest.as_bytes()[0])].store(false, Ordering::Relaxed);
-            self.ensure_shard(digest)?;
+            self.ensure_shard(digest, batch)?;
             tmp.persist(&dest)
                 .map_err(|e| CoreError::io(&dest, e.error))?;
         }
-        sync_dir(&shard)?;
+        match batch {
+            Some(batch) => batch.mark(),
+            None => sync_dir(&shard)?,
+        }
         if replacing {
             // The fresh bytes replaced whatever was there, damaged or not.
             self.clear_damaged(digest);
@@ -200,6 +229,7 @@ impl LocalStore {
         source: &Path,
         meta: &fs::Metadata,
         progress: &Progress,
+        batch: Option<&SyncBatch>,
     ) -> Result<PutOutcome> {
         // Sized to the file, not to the limit (this runs for every small registration), plus
         // one byte so that a file that grew is caught below. `meta.len()` is at most
@@ -221,15 +251,15 @@ impl LocalStore {
         ensure_unchanged(&file, source, meta, len as u64)?;
         buf.truncate(len);
         progress.advance(len as u64);
-        self.put_slice(&buf)
+        self.put_slice(&buf, batch)
     }
 
-    fn put_slice(&self, data: &[u8]) -> Result<PutOutcome> {
+    fn put_slice(&self, data: &[u8], batch: Option<&SyncBatch>) -> Result<PutOutcome> {
         let digest = hash::hash_slice(data);
         let size = data.len() as u64;
         // Small objects are cheap to compare, so an existing copy is trusted only if its bytes
         // really are `data`: undetected damage is repaired here too.
-        if self.is_present(&digest, size)? && self.holds_bytes(&digest, data)? {
+        if self.is_present_in(&digest, size, batch)? && self.holds_bytes(&digest, data)? {
             return Ok(PutOutcome {
                 digest,
                 size,
@@ -238,7 +268,7 @@ impl LocalStore {
         }
         let mut tmp = self.new_temp()?;
         tmp.write_all(data).at(tmp.path())?;
-        self.commit(tmp, &digest)?;
+        self.commit_in(tmp, &digest, batch)?;
         Ok(PutOutcome {
             digest,
             size,
@@ -498,14 +528,40 @@ impl ObjectStore for LocalStore {
     ) -> Result<PutOutcome> {
         progress.add_total(meta.len());
         if meta.len() <= SMALL_OBJECT_MAX {
-            self.put_small(file, source, meta, progress)
+            self.put_small(file, source, meta, progress, None)
         } else {
             self.put_large(file, source, meta, progress)
         }
     }
 
     fn put_bytes(&self, data: &[u8]) -> Result<PutOutcome> {
-        self.put_slice(data)
+        self.put_slice(data, None)
+    }
+
+    fn put_open_file_batched(
+        &self,
+        file: File,
+        meta: &fs::Metadata,
+        source: &Path,
+        progress: &Progress,
+        batch: &SyncBatch,
+    ) -> Result<PutOutcome> {
+        progress.add_total(meta.len());
+        if meta.len() <= SMALL_OBJECT_MAX {
+            // Safe to defer: an existing small object is trusted only after a byte-for-byte
+            // comparison, so one left empty or partial by a crash before the batch's flush is
+            // rewritten, never reused.
+            self.put_small(file, source, meta, progress, Some(batch))
+        } else {
+            self.put_large(file, source, meta, progress)
+        }
+    }
+
+    fn finish_batch(&self, batch: &SyncBatch) -> Result<()> {
+        if batch.take() {
+            crate::fsutil::sync_filesystem(&self.root)?;
+        }
+        Ok(())
     }
 
     fn contains(&self, digest: &Digest) -> Result<bool> {

@@ -107,6 +107,30 @@ impl VerifyReport {
     }
 }
 
+/// Durability deferred across many small writes (a directory of small files): objects are
+/// written and renamed into place without a flush each, and [`ObjectStore::finish_batch`]
+/// makes all of them durable at once, before anything references them.
+#[derive(Debug, Default)]
+pub struct SyncBatch {
+    pending: std::sync::atomic::AtomicBool,
+}
+
+impl SyncBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn mark(&self) {
+        self.pending
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn take(&self) -> bool {
+        self.pending
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// A content-addressed store of immutable objects.
 pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Where the store lives, for messages (a directory for the local store, a URL later).
@@ -128,6 +152,28 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     /// Store a small in-memory object (a manifest, a card). Not for artifacts.
     fn put_bytes(&self, data: &[u8]) -> Result<PutOutcome>;
+
+    /// [`ObjectStore::put_open_file`], with durability deferred to `finish_batch` where the
+    /// store can do that safely (small objects, whose existing copies are compared byte for
+    /// byte before being trusted).
+    fn put_open_file_batched(
+        &self,
+        file: std::fs::File,
+        meta: &std::fs::Metadata,
+        source: &Path,
+        progress: &Progress,
+        batch: &SyncBatch,
+    ) -> Result<PutOutcome> {
+        let _ = batch;
+        self.put_open_file(file, meta, source, progress)
+    }
+
+    /// Make everything written under `batch` durable. Must return before any metadata
+    /// references those objects.
+    fn finish_batch(&self, batch: &SyncBatch) -> Result<()> {
+        let _ = batch;
+        Ok(())
+    }
 
     /// True when an object file with this address exists (its bytes are not checked).
     fn contains(&self, digest: &Digest) -> Result<bool>;
