@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, TypeVar, Union
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
 
+from pacha._files import read_regular_file
 from pacha.errors import InvalidInputError
 from pacha.models import ModelCard
 
@@ -103,16 +105,18 @@ def load_document(path: Union[str, os.PathLike[str]], model: type[T]) -> T:
     path = Path(path)
     what = "model card" if model is ModelCard else "datasheet"
     try:
-        size = path.stat().st_size
+        raw = read_regular_file(path, MAX_DOCUMENT_BYTES, what)
+    except InvalidInputError:
+        raise
     except OSError as exc:
         raise InvalidInputError(f"{what} {path}: {exc.strerror or exc}") from None
-    if size > MAX_DOCUMENT_BYTES:
+    if len(raw) > MAX_DOCUMENT_BYTES:
         raise InvalidInputError(
-            f"{what} {path} is {size} bytes; a {what} must be under "
-            f"{MAX_DOCUMENT_BYTES >> 20} MiB — link large material from it instead"
+            f"{what} {path} is larger than {MAX_DOCUMENT_BYTES >> 20} MiB; a {what} must be "
+            "under that — link large material from it instead"
         )
     try:
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
         data = _parse_text(path, text)
     except InvalidInputError:
         raise
@@ -131,7 +135,12 @@ def load_document(path: Union[str, os.PathLike[str]], model: type[T]) -> T:
         raise InvalidInputError(f"{what} {path}: {describe_validation_error(exc)}") from None
     except RecursionError:
         raise InvalidInputError(f"{what} {path}: nested too deeply") from None
-    if len(document.model_dump_json()) > MAX_DOCUMENT_BYTES:
+    try:
+        encoded = document.model_dump_json()
+    except (RecursionError, PydanticSerializationError):
+        # pydantic's serializer stops at a fixed depth (about 255 levels).
+        raise InvalidInputError(f"{what} {path}: nested too deeply") from None
+    if len(encoded) > MAX_DOCUMENT_BYTES:
         raise InvalidInputError(
             f"{what} {path} expands to more than {MAX_DOCUMENT_BYTES >> 20} MiB; "
             "link large material from it instead"

@@ -166,19 +166,12 @@ def parse_recipe_text(text: str, source: str) -> dict[str, Any]:
 
 def read_recipe_file(path: Union[str, os.PathLike[str]]) -> tuple[str, dict[str, Any]]:
     """The text of a recipe file and its parsed form (TOML types, dates included)."""
-    import stat
+    from pacha._files import read_regular_file
 
     path = Path(path)
-    # Open without blocking (a FIFO), insist on a regular file, and read a bounded amount:
-    # /dev/zero or a file that grows after a size check must not exhaust memory.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(f.fileno()).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(21, "Is a directory", str(path))
-        if not stat.S_ISREG(mode):
-            raise InvalidInputError(f"recipe {path} is not a regular file")
-        data = f.read(MAX_RECIPE_BYTES + 1)
+    # Without blocking (a FIFO), only a regular file, and a bounded amount: /dev/zero or a
+    # file that grows after a size check must not exhaust memory.
+    data = read_regular_file(path, MAX_RECIPE_BYTES, "recipe")
     if len(data) > MAX_RECIPE_BYTES:
         raise InvalidInputError(
             f"recipe {path} is larger than {MAX_RECIPE_BYTES >> 10} KiB; "

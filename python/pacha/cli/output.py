@@ -52,8 +52,21 @@ _OS_HINTS = {
 }
 
 
+def _one_line(text: str) -> str:
+    """Control characters (a newline or an escape sequence in a file name) shown escaped, so
+    that an error stays one line and cannot drive the terminal."""
+    return "".join(
+        c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
+
+
 def describe_error(exc: BaseException) -> str:
     """One line naming the problem and, where there is one, the fix."""
+    return _one_line(_describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
     if isinstance(exc, PachaError):
         return " ".join(str(exc).split())
     if isinstance(exc, OSError):

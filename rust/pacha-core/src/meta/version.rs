@@ -35,9 +35,22 @@ impl Bump {
     }
 }
 
+/// Longest version accepted, in bytes (as long as the longest name).
+pub const MAX_VERSION_BYTES: usize = 255;
+
 impl Version {
-    /// Parse `MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD]` exactly as the spec defines it.
+    /// Parse `MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD]` exactly as the spec defines it, at
+    /// most [`MAX_VERSION_BYTES`] long (the spec sets no bound; a version is a label).
     pub fn parse(text: &str) -> Result<Self> {
+        if text.len() > MAX_VERSION_BYTES {
+            return Err(CoreError::InvalidInput {
+                message: format!(
+                    "invalid version \"{}…\": it is longer than {MAX_VERSION_BYTES} bytes; use a \
+                     shorter pre-release or build label",
+                    text.chars().take(40).collect::<String>()
+                ),
+            });
+        }
         semver::Version::parse(text)
             .map(Version)
             .map_err(|e| CoreError::InvalidInput {

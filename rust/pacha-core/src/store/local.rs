@@ -595,6 +595,18 @@ impl ObjectStore for LocalStore {
         };
         match fs::symlink_metadata(dest) {
             Ok(m) if m.is_dir() => return Err(CoreError::IsADirectory { path: dest.into() }),
+            // `--force` replaces a file (or a link), never a FIFO, device or socket: replacing
+            // /dev/null with a model is never what was meant.
+            Ok(m) if !(m.is_file() || m.file_type().is_symlink()) => {
+                return Err(CoreError::InvalidInput {
+                    message: format!(
+                        "{}: is a {}; pacha writes regular files and will not replace it, even \
+                         with --force; choose another output path",
+                        dest.display(),
+                        crate::fsutil::file_kind(&m)
+                    ),
+                })
+            }
             Ok(_) if !overwrite => return Err(CoreError::AlreadyExists { path: dest.into() }),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
