@@ -2051,3 +2051,15 @@ def test_cli_delete_keeps_a_tombstone(pipeline: Pipeline, weights: Path, run: Ru
     one_error_line(run("data", "delete", "evalset:1.0.0"), "evalset")
     with pytest.raises(PachaError):
         pacha.Registry(reg.path).get_dataset("evalset:1.0.0")
+
+
+def test_the_edge_model_lists_exactly_the_cores_relations() -> None:
+    """`LineageEdge.relation` (a typing Literal) matches the relations the core defines."""
+    import typing
+
+    from pacha.lineage import RELATIONS
+    from pacha.models import LineageEdge
+
+    literal = LineageEdge.model_fields["relation"].annotation
+    assert set(typing.get_args(literal)) == set(RELATIONS)
+    assert len(RELATIONS) == 12

@@ -10,6 +10,8 @@ from typing_extensions import Buffer
 _Path = Union[str, os.PathLike[str]]
 
 __all__ = [
+    "LINEAGE_PROV",
+    "LINEAGE_RELATIONS",
     "PARALLEL_THRESHOLD",
     "SMALL_OBJECT_MAX",
     "VERSION_ROW_FIELDS",
@@ -42,6 +44,8 @@ __version__: str
 PARALLEL_THRESHOLD: int
 SMALL_OBJECT_MAX: int
 VERSION_ROW_FIELDS: list[str]
+LINEAGE_RELATIONS: list[str]
+LINEAGE_PROV: dict[str, str]
 
 def hash_file(path: _Path, progress: Optional[Progress] = None) -> str:
     """BLAKE3-256 of the file at ``path`` as 64 hex characters, identical to ``b3sum``."""

@@ -18,27 +18,15 @@ from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Optional, Union, cast, overload
 
+from pacha import _core
+
 if TYPE_CHECKING:
-    from pacha import _core
     from pacha.models import ArtifactVersion, LineageEdge, LineageNode, RunRecord
 
 __all__ = ["RELATIONS", "Lineage", "NodeLike", "node_text"]
 
-#: Every edge kind, in the order the docs list them.
-RELATIONS = (
-    "fine_tuned",
-    "distilled",
-    "merged",
-    "quantized",
-    "pruned",
-    "trained_on",
-    "evaluated_on",
-    "trained_with",
-    "produced_by",
-    "used",
-    "executed",
-    "derived_from",
-)
+#: Every edge kind, in the order the docs list them (defined in the Rust core).
+RELATIONS = tuple(_core.LINEAGE_RELATIONS)
 
 #: A node: `kind/name:version`, `name:version` (when only one kind has it), `run/RUN_ID`, or
 #: a registered version or run object.
@@ -343,20 +331,8 @@ class Lineage:
         return root
 
 
-_PROV_OF = {
-    "fine_tuned": "wasDerivedFrom",
-    "distilled": "wasDerivedFrom",
-    "merged": "wasDerivedFrom",
-    "quantized": "wasDerivedFrom",
-    "pruned": "wasDerivedFrom",
-    "trained_on": "wasDerivedFrom",
-    "derived_from": "wasDerivedFrom",
-    "evaluated_on": "wasInfluencedBy",
-    "trained_with": "wasInfluencedBy",
-    "produced_by": "wasGeneratedBy",
-    "used": "used",
-    "executed": "used",
-}
+#: The PROV-DM relation each edge kind maps onto (defined in the Rust core).
+_PROV_OF: dict[str, str] = dict(_core.LINEAGE_PROV)
 
 
 def _prov_id(node_id: str) -> str:

@@ -56,6 +56,19 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
             "run_id",
         ],
     )?;
+    // The relations and their PROV mapping, from the one place that defines them.
+    use pacha_core::lineage::Relation;
+    m.add(
+        "LINEAGE_RELATIONS",
+        Relation::ALL.map(Relation::as_str).to_vec(),
+    )?;
+    m.add(
+        "LINEAGE_PROV",
+        Relation::ALL
+            .map(|r| (r.as_str(), r.prov().as_str()))
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>(),
+    )?;
     m.add_function(wrap_pyfunction!(registry::parse_version, m)?)?;
     m.add_function(wrap_pyfunction!(registry::compare_versions, m)?)?;
     m.add_function(wrap_pyfunction!(registry::validate_name, m)?)?;

@@ -42,10 +42,8 @@ impl LineageResult {
         let g = &self.graph;
         let n = self.sub.nodes[i];
         let label = g.label(n);
-        let (name, version) = match (g.kind(n), label.split_once(':')) {
-            (NodeKind::Run, _) | (_, None) => (label.to_string(), None),
-            (_, Some((name, version))) => (name.to_string(), Some(version.to_string())),
-        };
+        let (name, version) = pacha_core::lineage::name_and_version(g.kind(n), label);
+        let (name, version) = (name.to_string(), version.map(str::to_string));
         let direction = if !self.has_start || i == 0 {
             // Whole-graph lists have no start, so no direction either.
             None

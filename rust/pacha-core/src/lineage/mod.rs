@@ -213,6 +213,14 @@ pub fn parse_params(text: &str) -> Result<serde_json::Map<String, serde_json::Va
     }
 }
 
+/// A label split into the artifact's name and version (a run's label is its id: no version).
+pub fn name_and_version(kind: NodeKind, label: &str) -> (&str, Option<&str>) {
+    match (kind, label.split_once(':')) {
+        (NodeKind::Run, _) | (_, None) => (label, None),
+        (_, Some((name, version))) => (name, Some(version)),
+    }
+}
+
 /// Text for a cycle: `a → b → c → a`.
 pub(crate) fn describe_cycle(labels: &[String]) -> String {
     labels.join(" → ")

@@ -40,6 +40,18 @@ pub enum ProvRelation {
     WasInfluencedBy,
 }
 
+impl ProvRelation {
+    /// The PROV-DM relation's name, as PROV-JSON spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProvRelation::WasDerivedFrom => "wasDerivedFrom",
+            ProvRelation::WasGeneratedBy => "wasGeneratedBy",
+            ProvRelation::Used => "used",
+            ProvRelation::WasInfluencedBy => "wasInfluencedBy",
+        }
+    }
+}
+
 /// What one parameter of a relation accepts.
 #[derive(Debug, Clone, Copy)]
 enum ParamType {

@@ -5,8 +5,6 @@
 //! parameters are already JSON text (checked when stored), so they are copied, not parsed
 //! and re-serialised; every other string goes through serde_json's escaping.
 
-use serde_json::{Map, Value};
-
 use super::{Graph, NodeKind, Subgraph};
 
 /// `kind/label` of a node.
@@ -28,13 +26,16 @@ fn string(out: &mut Vec<u8>, text: &str) {
 
 /// `"kind/label"`, escaped, without building the id as a String first.
 fn node_id_json(out: &mut Vec<u8>, graph: &Graph, node: u32) {
-    let label = graph.label(node);
+    write_id(out, graph.kind(node), graph.label(node));
+}
+
+fn write_id(out: &mut Vec<u8>, kind: NodeKind, label: &str) {
     if label.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        string(out, &node_id(graph, node));
+        string(out, &format!("{kind}/{label}"));
         return;
     }
     out.push(b'"');
-    out.extend_from_slice(graph.kind(node).as_str().as_bytes());
+    out.extend_from_slice(kind.as_str().as_bytes());
     out.push(b'/');
     out.extend_from_slice(label.as_bytes());
     out.push(b'"');
@@ -66,25 +67,14 @@ pub fn to_json(graph: &Graph, sub: &Subgraph, has_start: bool) -> String {
         let kind = graph.kind(n);
         let label = graph.label(n);
         let id_start = id_bytes.len();
-        if label.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-            string(&mut id_bytes, &format!("{kind}/{label}"));
-        } else {
-            id_bytes.push(b'"');
-            id_bytes.extend_from_slice(kind.as_str().as_bytes());
-            id_bytes.push(b'/');
-            id_bytes.extend_from_slice(label.as_bytes());
-            id_bytes.push(b'"');
-        }
+        write_id(&mut id_bytes, kind, label);
         id_ends.push(id_bytes.len());
         let id = &id_bytes[id_start..];
         if i == 0 && has_start {
             out.extend_from_slice(id);
         }
         out.extend_from_slice(if i == 0 { b",\"nodes\":[" } else { b"," });
-        let (name, version) = match (kind, label.split_once(':')) {
-            (NodeKind::Run, _) | (_, None) => (label, None),
-            (_, Some((name, version))) => (name, Some(version)),
-        };
+        let (name, version) = super::name_and_version(kind, label);
         out.extend_from_slice(b"{\"id\":");
         out.extend_from_slice(id);
         out.extend_from_slice(b",\"kind\":\"");
@@ -155,19 +145,11 @@ fn itoa(mut n: u32, buffer: &mut [u8; 10]) -> &[u8] {
     }
 }
 
-/// An edge's parameters as a JSON value (`{}` when there are none or, in a damaged cache,
-/// they do not parse).
-pub fn params_value(text: &str) -> Value {
-    if text == "{}" {
-        return Value::Object(Map::new());
-    }
-    serde_json::from_str(text).unwrap_or_else(|_| Value::Object(Map::new()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lineage::{Direction, EdgeRow, LineageRows, NodeRecord, Relation, Walk};
+    use serde_json::Value;
 
     #[test]
     fn json_is_valid_and_complete() {
@@ -211,57 +193,5 @@ mod tests {
         assert_eq!(doc["nodes"][2]["deleted"], true);
         assert_eq!(doc["edges"][0]["params"]["split"], "train \"x\"");
         assert_eq!(doc["edges"][1]["relation"], "produced_by");
-    }
-}
-
-#[cfg(test)]
-mod timing {
-    use super::*;
-    use crate::lineage::{Direction, EdgeRow, LineageRows, NodeRecord, Relation, Walk};
-
-    #[test]
-    #[ignore]
-    fn time_to_json() {
-        let n = 200_000i64;
-        let nodes = (1..=n)
-            .map(|id| NodeRecord {
-                id,
-                kind: NodeKind::Model,
-                label: format!("m{}:1.0.{}", id / 1000, id % 1000),
-                deleted: false,
-            })
-            .collect();
-        let mut edges = Vec::new();
-        let mut x = 12345u64;
-        for id in 2..=n {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let p = 1 + (x >> 33) as i64 % (id - 1);
-            edges.push(EdgeRow {
-                from: id,
-                to: p,
-                relation: Relation::FineTuned,
-                params: if id % 2 == 0 {
-                    "{}".into()
-                } else {
-                    r#"{"weight":0.5}"#.into()
-                },
-            });
-        }
-        let g = Graph::from_rows(LineageRows {
-            token: "t".into(),
-            nodes,
-            edges,
-        })
-        .expect("g");
-        let t = std::time::Instant::now();
-        let sub = g.walk(0, &Walk::new(Direction::Down));
-        eprintln!("walk {:?} nodes {}", t.elapsed(), sub.nodes.len());
-        for _ in 0..3 {
-            let t = std::time::Instant::now();
-            let j = to_json(&g, &sub, true);
-            eprintln!("json {:?} {} MB", t.elapsed(), j.len() / 1_000_000);
-        }
     }
 }

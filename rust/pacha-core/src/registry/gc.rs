@@ -66,13 +66,19 @@ impl Registry {
         Ok(RegistrationGuard { _lock: lock })
     }
 
-    /// Remove those of `digests` that nothing references, under the collector's lock (so
-    /// that no registration in flight can be about to reference them).
-    pub(crate) fn discard_unreferenced(&self, digests: &[Digest]) -> Result<()> {
+    /// The exclusive side of both locks (see the module docs), held until dropped.
+    fn collector_lock(&self) -> Result<(File, File)> {
         let intent = open_lock(&self.root, INTENT_FILE)?;
         intent.lock().at(&self.root.join(INTENT_FILE))?;
         let lock = open_lock(&self.root, LOCK_FILE)?;
         lock.lock().at(&self.root.join(LOCK_FILE))?;
+        Ok((intent, lock))
+    }
+
+    /// Remove those of `digests` that nothing references, under the collector's lock (so
+    /// that no registration in flight can be about to reference them).
+    pub(crate) fn discard_unreferenced(&self, digests: &[Digest]) -> Result<()> {
+        let _held = self.collector_lock()?;
         let referenced: HashSet<Digest> = self.meta.referenced_objects()?.into_iter().collect();
         let unreferenced: Vec<Digest> = digests
             .iter()
@@ -89,10 +95,7 @@ impl Registry {
     /// manifest and files are all recorded as its version's objects) and is older than
     /// `grace`, and temporary files of interrupted writes older than `grace`.
     pub fn gc(&self, grace: Duration, dry_run: bool) -> Result<GcReport> {
-        let intent = open_lock(&self.root, INTENT_FILE)?;
-        intent.lock().at(&self.root.join(INTENT_FILE))?;
-        let lock = open_lock(&self.root, LOCK_FILE)?;
-        lock.lock().at(&self.root.join(LOCK_FILE))?;
+        let _held = self.collector_lock()?;
         let cutoff = SystemTime::now()
             .checked_sub(grace)
             .unwrap_or(SystemTime::UNIX_EPOCH);
