@@ -414,7 +414,7 @@ def bench(quick: bool, rounds: int, peers: Peers, work: Path, results: Results) 
                 c / p,
                 target or "—",
                 (p <= c) if target else None,
-                note="" if target else "one object file per small file: nothing is packed yet",
+                note="" if target else "files of ≤ 64 KiB are packed into one SQLite file",
             )
         )
         if peers.b3sum:

@@ -129,27 +129,41 @@ def _sha256(path: Path) -> str:
 
 def snapshot(registry: Path) -> object:
     """Everything a refused command must leave as it was: the logical content of
-    ``registry.db`` (its SQL dump: the raw bytes change with WAL checkpoints), every file and
-    directory under ``objects/`` (bookkeeping ``tmp/``, ``sizes/`` and ``damaged/`` included)
+    ``registry.db`` (its SQL dump: the raw bytes change with WAL checkpoints), the same for
+    the pack of small objects, every other file and directory under ``objects/``
+    (bookkeeping ``tmp/``, ``sizes/`` and ``damaged/`` included)
     with the sha256 of each file's bytes, and the names at the registry's top level (a stray
     output file there would show). ``cache/`` is derived data and left out, as are SQLite's
     ``-wal``/``-shm`` companions."""
-    database = registry / "registry.db"
-    connection = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
-    try:
-        dump = list(connection.iterdump())
-    finally:
-        connection.close()
     objects = sorted(
         (p.relative_to(registry).as_posix(), "dir" if p.is_dir() else _sha256(p))
         for p in (registry / "objects").rglob("*")
+        if p.parent.name != "packs"
     )
-    top = sorted(
+    # The pack of small objects is an SQLite file too: compared by its logical content.
+    packs = sorted((registry / "objects" / "packs").glob("*.sqlite"))
+    return {
+        "database": _sql_dump(registry / "registry.db"),
+        "packs": {p.name: _sql_dump(p) for p in packs},
+        "objects": objects,
+        "top level": _top_level(registry),
+    }
+
+
+def _sql_dump(database: Path) -> list[str]:
+    connection = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
+    try:
+        return list(connection.iterdump())
+    finally:
+        connection.close()
+
+
+def _top_level(registry: Path) -> list[str]:
+    return sorted(
         p.name
         for p in registry.iterdir()
         if p.name not in {"cache", "registry.db-wal", "registry.db-shm"}
     )
-    return {"database": dump, "objects": objects, "top level": top}
 
 
 def listing(root: Path, skip: Sequence[Path] = ()) -> dict[str, str]:
@@ -995,8 +1009,9 @@ def test_names_that_try_to_escape_create_nothing_anywhere(
 def test_the_registry_is_private_and_objects_are_read_only(
     registry: Path, work: Path, src: Path
 ) -> None:
-    """`pacha init` creates the registry with mode 0700 (whatever the umask allows), and every
-    stored object, of a file version and of a directory version, is read-only (0444)."""
+    """`pacha init` creates the registry with mode 0700 (whatever the umask allows), every
+    loose object, of a file version and of a directory version, is read-only (0444), and the
+    pack of a directory's small files is private to its owner (0600)."""
     out = run_pacha(registry, "init", cwd=work)
     assert out.returncode == 0, out
     assert stat.S_IMODE(registry.stat().st_mode) == 0o700
@@ -1012,9 +1027,13 @@ def test_the_registry_is_private_and_objects_are_read_only(
     objects = [
         p for p in (registry / "objects").glob("*/*") if re.fullmatch(r"[0-9a-f]{2}", p.parent.name)
     ]
-    assert len(objects) == 4  # weights, a.txt, run.sh, the tree manifest
+    assert len(objects) == 2  # weights and the tree manifest; a.txt and run.sh are packed
     modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in objects}
     assert set(modes.values()) == {"0o444"}, modes
+    pack = registry / "objects" / "packs" / "small.sqlite"
+    assert stat.S_IMODE(pack.stat().st_mode) == 0o600
+    with sqlite3.connect(f"{pack.as_uri()}?mode=ro", uri=True) as connection:
+        assert connection.execute("SELECT count(*) FROM objects").fetchone() == (2,)
 
 
 def _forge_dataset(registry: Path, name: str, manifest: bytes) -> None:

@@ -1,12 +1,13 @@
 //! pacha-core: the performance-critical heart of pacha, free of any Python.
 //!
-//! - [`hash`]: streaming BLAKE3 (memory-mapped and multi-threaded for large files).
+//! - [`hash`]: streaming BLAKE3 (read ahead and hashed on all cores for large files).
 //! - [`store`]: the sharded, content-addressed object store behind the [`store::ObjectStore`]
 //!   trait, with its local-filesystem implementation [`store::LocalStore`].
 //! - [`Digest`]: the 32-byte address of every object.
 //!
 //! The on-disk format is specified in `docs/store-format.md`.
 
+mod db;
 pub mod digest;
 pub mod error;
 mod fsutil;

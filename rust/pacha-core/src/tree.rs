@@ -181,33 +181,13 @@ pub fn ingest_dir_recording(
     walk(root, &canonical_root, root, &mut files, &mut empty)?;
     progress.add_total(files.iter().map(|f| f.size).sum());
     let batch = SyncBatch::new();
-    let stored: Vec<Result<Entry>> = files
-        .par_iter()
-        .map(|file| {
-            // Opened without following links and checked against what the walk saw, so that
-            // swapping a file for a link (to a secret outside the directory) while a large
-            // directory is being stored cannot smuggle it in.
-            let (opened, meta) = open_regular_nofollow(&file.absolute)?;
-            if (meta.dev(), meta.ino()) != file.identity {
-                return Err(CoreError::SourceChanged {
-                    path: file.absolute.clone(),
-                    detail: "it was replaced by another file during the walk".into(),
-                });
-            }
-            let outcome =
-                store.put_open_file_batched(opened, &meta, &file.absolute, progress, &batch)?;
-            record(&outcome);
-            Ok(Entry {
-                path: file.relative.clone(),
-                digest: outcome.digest.to_hex(),
-                size: outcome.size,
-                executable: file.executable,
-            })
-        })
-        .collect();
-    let mut entries = stored.into_iter().collect::<Result<Vec<_>>>()?;
-    // Every file durable before the manifest that names them is written.
-    store.finish_batch(&batch)?;
+    let stored = store_files(store, &files, progress, &batch, &record);
+    // Recorded whether or not the batch failed: what it stored must be removable.
+    written
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(batch.take_written());
+    let mut entries = stored?;
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     empty.sort();
     let manifest = Manifest {
@@ -235,6 +215,44 @@ pub fn ingest_dir_recording(
         file_count: manifest.entries.len() as u64,
         objects,
     })
+}
+
+/// Continue [`ingest_dir_recording`] after the walk: store every file in one batch.
+fn store_files(
+    store: &dyn ObjectStore,
+    files: &[FileToStore],
+    progress: &Progress,
+    batch: &SyncBatch,
+    record: &(dyn Fn(&crate::store::PutOutcome) + Sync),
+) -> Result<Vec<Entry>> {
+    let stored: Vec<Result<Entry>> = files
+        .par_iter()
+        .map(|file| {
+            // Opened without following links and checked against what the walk saw, so that
+            // swapping a file for a link (to a secret outside the directory) while a large
+            // directory is being stored cannot smuggle it in.
+            let (opened, meta) = open_regular_nofollow(&file.absolute)?;
+            if (meta.dev(), meta.ino()) != file.identity {
+                return Err(CoreError::SourceChanged {
+                    path: file.absolute.clone(),
+                    detail: "it was replaced by another file during the walk".into(),
+                });
+            }
+            let outcome =
+                store.put_open_file_batched(opened, &meta, &file.absolute, progress, batch)?;
+            record(&outcome);
+            Ok(Entry {
+                path: file.relative.clone(),
+                digest: outcome.digest.to_hex(),
+                size: outcome.size,
+                executable: file.executable,
+            })
+        })
+        .collect();
+    let entries = stored.into_iter().collect::<Result<Vec<_>>>()?;
+    // Every file durable before the manifest that names them is written.
+    store.finish_batch(batch)?;
+    Ok(entries)
 }
 
 /// A relative path from a manifest, checked component by component.

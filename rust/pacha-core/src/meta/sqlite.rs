@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
@@ -21,54 +20,14 @@ use super::{
     ObjectUse, Reference, RunRecord, RunStatus, Selector, Stage, Stats, Transition, VersionChoice,
     VersionRecord,
 };
+use crate::db::{db_error, retry_busy, BUSY_TIMEOUT};
 use crate::lineage::{LineageRows, NodeRecord, NodeRef, Relation};
 use crate::{CoreError, Digest, Result};
-
-/// How long a writer waits for another process's transaction before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 pub struct SqliteMetaStore {
     path: PathBuf,
     conn: Mutex<Connection>,
-}
-
-fn db_error(path: &Path, e: rusqlite::Error) -> CoreError {
-    if let rusqlite::Error::SqliteFailure(ref failure, _) = e {
-        if matches!(
-            failure.code,
-            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-        ) {
-            return CoreError::Busy {
-                path: path.into(),
-                waited: BUSY_TIMEOUT,
-            };
-        }
-    }
-    CoreError::Database {
-        path: path.into(),
-        message: e.to_string(),
-    }
-}
-
-/// Run `attempt` again while SQLite reports the database busy, up to `BUSY_TIMEOUT`.
-///
-/// The busy timeout covers most waits, but SQLite returns SQLITE_BUSY at once in a few
-/// cases (a connection opening while another switches the file to WAL or migrates it, a
-/// snapshot that went stale); those must wait too, never reach a user as "locked". Every
-/// attempt is a whole transaction, so a retry starts from scratch.
-fn retry_busy<T>(mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
-    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match attempt() {
-            Err(CoreError::Busy { .. }) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            other => return other,
-        }
-    }
 }
 
 const VERSION_COLUMNS: &str = "v.id, a.kind, a.name, v.version, v.digest, v.layout, v.size, \
@@ -147,6 +106,11 @@ impl SqliteMetaStore {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| self.err(e))?;
         conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| self.err(e))?;
+        // A directory of 100,000 files touches tens of MiB of index pages in one transaction;
+        // SQLite's 2 MiB default would spill them to disk mid-transaction. The cache grows
+        // only as pages are used.
+        conn.pragma_update(None, "cache_size", -32 * 1024)
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -560,7 +524,11 @@ impl MetadataStore for SqliteMetaStore {
                 let mut link = tx
                     .prepare_cached("INSERT OR IGNORE INTO version_objects (version_id, digest) VALUES (?1, ?2)")
                     .map_err(|e| self.err(e))?;
-                for (digest, object_size) in &new.objects {
+                // In address order, so that a directory's many objects go into the digest-keyed
+                // B-trees as appends and neighbours rather than at random pages.
+                let mut objects: Vec<&(Digest, u64)> = new.objects.iter().collect();
+                objects.sort_unstable_by_key(|(digest, _)| *digest);
+                for (digest, object_size) in objects {
                     let hex = digest.to_hex();
                     object
                         .execute(params![hex, to_sql_int(*object_size)?])

@@ -85,9 +85,7 @@ impl Registry {
             .filter(|d| !referenced.contains(d))
             .copied()
             .collect();
-        for digest in &unreferenced {
-            self.store.remove(digest)?;
-        }
+        self.store.remove(&unreferenced)?;
         self.meta.forget_objects(&unreferenced)
     }
 
@@ -114,16 +112,13 @@ impl Registry {
                 report.young_objects_kept += 1;
                 continue;
             }
-            let freed = if dry_run {
-                object.size
-            } else {
-                self.store.remove(&object.digest)?
-            };
             report.objects_removed += 1;
-            report.bytes_freed += freed;
+            report.bytes_freed += object.size;
             removed.push(object.digest);
         }
         if !dry_run {
+            // What was really freed: an object may have two copies, or have gone meanwhile.
+            report.bytes_freed = self.store.remove(&removed)?;
             self.meta.forget_objects(&removed)?;
         }
         let temps = self.store.remove_stale_temps(cutoff, dry_run)?;

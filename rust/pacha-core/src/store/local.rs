@@ -1,17 +1,19 @@
 //! The object store on a local filesystem: `docs/store-format.md`, implemented.
 
+use std::collections::HashSet;
 use std::fs::{self, File, Permissions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use rayon::prelude::*;
 use tempfile::NamedTempFile;
 
 use super::copy::copy_hashing;
+use super::pack::{Pack, PACK_DIR, PACK_MAX};
 use super::{
     Expected, ObjectInfo, ObjectStore, Problem, ProblemKind, PutOutcome, SyncBatch, TempSweep,
     VerifyReport,
@@ -23,6 +25,10 @@ use crate::{CoreError, Digest, Progress, Result};
 
 /// Sources up to this size are read into memory once, hashed, and written only when new.
 pub const SMALL_OBJECT_MAX: u64 = 1 << 20;
+
+/// A batch writes its pending packed objects once they reach this many bytes, which bounds
+/// its memory.
+const PACK_FLUSH_BYTES: usize = 8 << 20;
 
 const TMP_DIR: &str = "tmp";
 const SIZES_DIR: &str = "sizes";
@@ -37,7 +43,35 @@ pub struct LocalStore {
     damaged: PathBuf,
     /// Shard directories known to exist, so that a write does not pay a `mkdir` each time.
     shards: Arc<[AtomicBool; 256]>,
+    /// Small objects written in batches (see `pack.rs`).
+    pack: Arc<Pack>,
+    /// Loose objects whose directory entries this process has made durable, so that reusing
+    /// one again needs no flush (see [`FileIdentity`]).
+    durable: Arc<Mutex<HashSet<(Digest, FileIdentity)>>>,
 }
+
+/// Which file a name pointed to: the inode number alone is not enough, because a collected
+/// object's number can be given to a new copy written by a process that then died before
+/// its flush. The birth time tells them apart (and `futimens` does not change it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FileIdentity {
+    inode: u64,
+    born: SystemTime,
+}
+
+impl FileIdentity {
+    /// `None` where the filesystem does not record birth times: then nothing is remembered.
+    fn of(meta: &fs::Metadata) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        Some(FileIdentity {
+            inode: meta.ino(),
+            born: meta.created().ok()?,
+        })
+    }
+}
+
+/// At most this many remembered durable objects (a reset costs one flush per object again).
+const DURABLE_MEMORY: usize = 1 << 16;
 
 impl LocalStore {
     /// Open the store at `root`, creating it (mode 0700) and its bookkeeping directories.
@@ -53,6 +87,8 @@ impl LocalStore {
             sizes: root.join(SIZES_DIR),
             damaged: root.join(DAMAGED_DIR),
             shards: Arc::new(std::array::from_fn(|_| AtomicBool::new(false))),
+            pack: Arc::new(Pack::new(&root)),
+            durable: Arc::default(),
             root,
         };
         ensure_dir(&store.tmp)?;
@@ -86,7 +122,7 @@ impl LocalStore {
 
     /// [`Self::is_present`]; under a batch, the directory flushes are left to the batch.
     fn is_present_in(&self, digest: &Digest, size: u64, batch: Option<&SyncBatch>) -> Result<bool> {
-        if self.size_of(digest)? != Some(size) || self.damaged_marker(digest).exists() {
+        if self.loose_size_of(digest)? != Some(size) || self.damaged_marker(digest).exists() {
             return Ok(false);
         }
         let path = self.object_path(digest);
@@ -100,11 +136,34 @@ impl LocalStore {
         match batch {
             Some(batch) => batch.mark(),
             None => {
-                sync_dir(&self.root.join(digest.shard()))?;
-                sync_dir(&self.root)?;
+                let identity = FileIdentity::of(&file.metadata().at(&path)?);
+                if !identity.is_some_and(|id| self.known_durable(digest, id)) {
+                    sync_dir(&self.root.join(digest.shard()))?;
+                    sync_dir(&self.root)?;
+                    self.remember_durable(digest, identity);
+                }
             }
         }
         Ok(true)
+    }
+
+    fn durable_set(&self) -> std::sync::MutexGuard<'_, HashSet<(Digest, FileIdentity)>> {
+        self.durable.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether this process flushed the directory entries naming this very file (registering
+    /// the same weights under many versions then costs no flush per version).
+    fn known_durable(&self, digest: &Digest, identity: FileIdentity) -> bool {
+        self.durable_set().contains(&(*digest, identity))
+    }
+
+    fn remember_durable(&self, digest: &Digest, identity: Option<FileIdentity>) {
+        let Some(identity) = identity else { return };
+        let mut durable = self.durable_set();
+        if durable.len() >= DURABLE_MEMORY {
+            durable.clear();
+        }
+        durable.insert((*digest, identity));
     }
 
     /// Whether the stored object's bytes are exactly `data` (compared in bounded chunks).
@@ -251,7 +310,50 @@ impl LocalStore {
         ensure_unchanged(&file, source, meta, len as u64)?;
         buf.truncate(len);
         progress.advance(len as u64);
-        self.put_slice(&buf, batch)
+        match batch {
+            Some(batch) if len as u64 <= PACK_MAX => self.put_packed(buf, batch),
+            _ => self.put_slice(&buf, batch),
+        }
+    }
+
+    /// Queue a small object of a batch for the pack. Whether a copy with these bytes is
+    /// already packed is checked when the batch is written (see [`Pack::write`]). A loose
+    /// copy of the same bytes (registered alone, or before packs existed) is not looked for:
+    /// a second, packed copy costs at most PACK_MAX bytes, and skipping the lookup saves a
+    /// `stat` per file.
+    fn put_packed(&self, data: Vec<u8>, batch: &SyncBatch) -> Result<PutOutcome> {
+        let digest = hash::hash_slice(&data);
+        let outcome = PutOutcome {
+            digest,
+            size: data.len() as u64,
+            written: false,
+        };
+        let mut pending = batch.small();
+        if !pending.seen.insert(digest) {
+            // A twin file of this batch got here first.
+            return Ok(outcome);
+        }
+        pending.bytes += data.len();
+        pending.rows.push((digest, data));
+        if pending.bytes >= PACK_FLUSH_BYTES {
+            let mut rows = std::mem::take(&mut pending.rows);
+            pending.bytes = 0;
+            drop(pending);
+            let written = self.pack.write(&mut rows)?;
+            batch.small().written.extend(written);
+        }
+        Ok(outcome)
+    }
+
+    /// The size of the loose copy of `digest`, `None` when there is none.
+    fn loose_size_of(&self, digest: &Digest) -> Result<Option<u64>> {
+        let path = self.object_path(digest);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CoreError::io(&path, e)),
+        }
     }
 
     fn put_slice(&self, data: &[u8], batch: Option<&SyncBatch>) -> Result<PutOutcome> {
@@ -354,7 +456,7 @@ impl LocalStore {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             let file_type = entry.file_type().at(&path)?;
-            if name == TMP_DIR || name == SIZES_DIR || name == DAMAGED_DIR {
+            if name == TMP_DIR || name == SIZES_DIR || name == DAMAGED_DIR || name == PACK_DIR {
                 continue;
             }
             if !(file_type.is_dir() && is_shard_name(&name)) {
@@ -395,6 +497,25 @@ impl LocalStore {
     /// Damaged objects are marked so that the next ingest of the same bytes repairs them;
     /// intact ones lose a stale mark.
     fn check_object(
+        &self,
+        digest: &Digest,
+        expected_size: Option<u64>,
+        progress: &Progress,
+    ) -> Result<Option<Problem>> {
+        match self.pack.get(digest) {
+            Ok(Some(data)) => Ok(self.check_packed(digest, &data, expected_size)),
+            Ok(None) => self.check_loose(digest, expected_size, progress),
+            Err(e) => Ok(Some(Problem {
+                kind: ProblemKind::Unreadable,
+                digest: Some(*digest),
+                path: self.pack.path().to_path_buf(),
+                detail: e.to_string(),
+            })),
+        }
+    }
+
+    /// [`Self::check_object`] for the loose copy.
+    fn check_loose(
         &self,
         digest: &Digest,
         expected_size: Option<u64>,
@@ -463,24 +584,157 @@ impl LocalStore {
         self.clear_damaged(digest);
         Ok(None)
     }
+
+    /// [`Self::check_object`] for a packed copy. No damage marker: packed objects are always
+    /// compared byte for byte before being reused.
+    fn check_packed(
+        &self,
+        digest: &Digest,
+        data: &[u8],
+        expected_size: Option<u64>,
+    ) -> Option<Problem> {
+        let problem = |kind, detail: String| {
+            Some(Problem {
+                kind,
+                digest: Some(*digest),
+                path: self.pack.path().to_path_buf(),
+                detail: format!("packed object {digest}: {detail}"),
+            })
+        };
+        let len = data.len() as u64;
+        match expected_size {
+            Some(size) if len < size => {
+                return problem(
+                    ProblemKind::Truncated,
+                    format!("{len} bytes, expected {size}"),
+                )
+            }
+            Some(size) if len != size => {
+                return problem(
+                    ProblemKind::Corrupt,
+                    format!("{len} bytes, expected {size}"),
+                )
+            }
+            _ => {}
+        }
+        let actual = hash::hash_slice(data);
+        if actual != *digest {
+            return problem(ProblemKind::Corrupt, format!("its bytes hash to {actual}"));
+        }
+        None
+    }
+
+    /// Where an export's temp file goes: next to `dest`, after checking that `dest` may be
+    /// written. Returns the parent directory (created if missing).
+    fn export_parent(dest: &Path, overwrite: bool) -> Result<PathBuf> {
+        match fs::symlink_metadata(dest) {
+            Ok(m) if m.is_dir() => return Err(CoreError::IsADirectory { path: dest.into() }),
+            // `--force` replaces a file (or a link), never a FIFO, device or socket: replacing
+            // /dev/null with a model is never what was meant.
+            Ok(m) if !(m.is_file() || m.file_type().is_symlink()) => {
+                return Err(CoreError::InvalidInput {
+                    message: format!(
+                        "{}: is a {}; pacha writes regular files and will not replace it, even \
+                         with --force; choose another output path",
+                        dest.display(),
+                        crate::fsutil::file_kind(&m)
+                    ),
+                })
+            }
+            Ok(_) if !overwrite => return Err(CoreError::AlreadyExists { path: dest.into() }),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CoreError::io(dest, e)),
+        }
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&parent).at(&parent)?;
+        Ok(parent)
+    }
+
+    fn export_temp(parent: &Path) -> Result<NamedTempFile> {
+        // Mode 0666 before the umask, like any file a program creates.
+        tempfile::Builder::new()
+            .prefix(".pacha-")
+            .suffix(".part")
+            .permissions(Permissions::from_mode(0o666))
+            .tempfile_in(parent)
+            .at(parent)
+    }
+
+    /// Make a verified, fully written export temp file `dest`, durably.
+    fn publish_export(
+        tmp: NamedTempFile,
+        dest: &Path,
+        overwrite: bool,
+        parent: &Path,
+    ) -> Result<()> {
+        tmp.as_file().sync_all().at(tmp.path())?;
+        let persisted = if overwrite {
+            tmp.persist(dest)
+        } else {
+            tmp.persist_noclobber(dest)
+        };
+        match persisted {
+            Ok(_) => {}
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(CoreError::AlreadyExists { path: dest.into() });
+            }
+            Err(e) => return Err(CoreError::io(dest, e.error)),
+        }
+        sync_dir(parent)
+    }
+
+    /// Export a packed object: its bytes (at most [`PACK_MAX`]) are checked before anything is
+    /// written.
+    fn export_packed(
+        &self,
+        digest: &Digest,
+        data: &[u8],
+        dest: &Path,
+        overwrite: bool,
+        progress: &Progress,
+    ) -> Result<u64> {
+        let parent = Self::export_parent(dest, overwrite)?;
+        progress.add_total(data.len() as u64);
+        let actual = hash::hash_slice(data);
+        if actual != *digest {
+            return Err(CoreError::Integrity {
+                expected: *digest,
+                actual,
+                path: self.pack.path().to_path_buf(),
+            });
+        }
+        let mut tmp = Self::export_temp(&parent)?;
+        tmp.write_all(data).at(tmp.path())?;
+        progress.advance(data.len() as u64);
+        Self::publish_export(tmp, dest, overwrite, &parent)?;
+        Ok(data.len() as u64)
+    }
 }
 
 impl ObjectStore for LocalStore {
-    fn remove(&self, digest: &Digest) -> Result<u64> {
-        let path = self.object_path(digest);
-        let size = match fs::symlink_metadata(&path) {
-            Ok(meta) => meta.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(CoreError::io(&path, e)),
-        };
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(CoreError::io(&path, e)),
+    fn remove(&self, digests: &[Digest]) -> Result<u64> {
+        let mut freed = 0;
+        for digest in digests {
+            let path = self.object_path(digest);
+            let size = match fs::symlink_metadata(&path) {
+                Ok(meta) => meta.len(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(CoreError::io(&path, e)),
+            };
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(CoreError::io(&path, e)),
+            }
+            self.clear_damaged(digest);
+            sync_dir(&self.root.join(digest.shard()))?;
+            freed += size;
         }
-        self.clear_damaged(digest);
-        sync_dir(&self.root.join(digest.shard()))?;
-        Ok(size)
+        Ok(freed + self.pack.remove(digests)?)
     }
 
     fn remove_stale_temps(&self, older_than: SystemTime, dry_run: bool) -> Result<TempSweep> {
@@ -546,7 +800,6 @@ impl ObjectStore for LocalStore {
         progress: &Progress,
         batch: &SyncBatch,
     ) -> Result<PutOutcome> {
-        progress.add_total(meta.len());
         if meta.len() <= SMALL_OBJECT_MAX {
             // Safe to defer: an existing small object is trusted only after a byte-for-byte
             // comparison, so one left empty or partial by a crash before the batch's flush is
@@ -558,6 +811,13 @@ impl ObjectStore for LocalStore {
     }
 
     fn finish_batch(&self, batch: &SyncBatch) -> Result<()> {
+        let mut rows = {
+            let mut pending = batch.small();
+            pending.bytes = 0;
+            std::mem::take(&mut pending.rows)
+        };
+        let written = self.pack.write(&mut rows)?;
+        batch.small().written.extend(written);
         if batch.take() {
             crate::fsutil::sync_filesystem(&self.root)?;
         }
@@ -569,12 +829,9 @@ impl ObjectStore for LocalStore {
     }
 
     fn size_of(&self, digest: &Digest) -> Result<Option<u64>> {
-        let path = self.object_path(digest);
-        match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(CoreError::io(&path, e)),
+        match self.pack.size_of(digest)? {
+            Some(size) => Ok(Some(size)),
+            None => self.loose_size_of(digest),
         }
     }
 
@@ -585,6 +842,9 @@ impl ObjectStore for LocalStore {
         overwrite: bool,
         progress: &Progress,
     ) -> Result<u64> {
+        if let Some(data) = self.pack.get(digest)? {
+            return self.export_packed(digest, &data, dest, overwrite, progress);
+        }
         let object_path = self.object_path(digest);
         let (mut src, meta) = match open_regular(&object_path) {
             Ok(opened) => opened,
@@ -593,38 +853,9 @@ impl ObjectStore for LocalStore {
             }
             Err(e) => return Err(e),
         };
-        match fs::symlink_metadata(dest) {
-            Ok(m) if m.is_dir() => return Err(CoreError::IsADirectory { path: dest.into() }),
-            // `--force` replaces a file (or a link), never a FIFO, device or socket: replacing
-            // /dev/null with a model is never what was meant.
-            Ok(m) if !(m.is_file() || m.file_type().is_symlink()) => {
-                return Err(CoreError::InvalidInput {
-                    message: format!(
-                        "{}: is a {}; pacha writes regular files and will not replace it, even \
-                         with --force; choose another output path",
-                        dest.display(),
-                        crate::fsutil::file_kind(&m)
-                    ),
-                })
-            }
-            Ok(_) if !overwrite => return Err(CoreError::AlreadyExists { path: dest.into() }),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(CoreError::io(dest, e)),
-        }
-        let parent = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        fs::create_dir_all(&parent).at(&parent)?;
+        let parent = Self::export_parent(dest, overwrite)?;
         progress.add_total(meta.len());
-        // Mode 0666 before the umask, like any file a program creates.
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".pacha-")
-            .suffix(".part")
-            .permissions(Permissions::from_mode(0o666))
-            .tempfile_in(&parent)
-            .at(&parent)?;
+        let mut tmp = Self::export_temp(&parent)?;
         let tmp_path = tmp.path().to_path_buf();
         let mut hasher = blake3::Hasher::new();
         let copied = copy_hashing(
@@ -645,24 +876,24 @@ impl ObjectStore for LocalStore {
                 path: object_path,
             });
         }
-        tmp.as_file().sync_all().at(&tmp_path)?;
-        let persisted = if overwrite {
-            tmp.persist(dest)
-        } else {
-            tmp.persist_noclobber(dest)
-        };
-        match persisted {
-            Ok(_) => {}
-            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(CoreError::AlreadyExists { path: dest.into() });
-            }
-            Err(e) => return Err(CoreError::io(dest, e.error)),
-        }
-        sync_dir(&parent)?;
+        Self::publish_export(tmp, dest, overwrite, &parent)?;
         Ok(copied)
     }
 
     fn get_bytes(&self, digest: &Digest, max_len: u64) -> Result<Vec<u8>> {
+        if let Some(data) = self.pack.get(digest)? {
+            let actual = hash::hash_slice(&data);
+            if actual != *digest {
+                return Err(CoreError::Integrity {
+                    expected: *digest,
+                    actual,
+                    path: self.pack.path().to_path_buf(),
+                });
+            }
+            if data.len() as u64 <= max_len {
+                return Ok(data);
+            }
+        }
         let path = self.object_path(digest);
         let (mut file, meta) = match open_regular(&path) {
             Ok(opened) => opened,
@@ -696,7 +927,12 @@ impl ObjectStore for LocalStore {
     }
 
     fn list(&self) -> Result<Vec<ObjectInfo>> {
-        Ok(self.scan()?.0)
+        let mut objects = self.scan()?.0;
+        objects.extend(self.pack.list()?);
+        // An object stored both loose and packed is listed once, as recently as either copy.
+        objects.sort_by(|a, b| (a.digest, b.modified).cmp(&(b.digest, a.modified)));
+        objects.dedup_by_key(|o| o.digest);
+        Ok(objects)
     }
 
     fn verify(&self, expected: &[Expected], progress: &Progress) -> Result<VerifyReport> {
@@ -716,11 +952,37 @@ impl ObjectStore for LocalStore {
     fn verify_all(&self, progress: &Progress) -> Result<VerifyReport> {
         let (objects, strays) = self.scan()?;
         progress.add_total(objects.iter().map(|o| o.size).sum());
+        let packed = self.pack.list()?;
+        progress.add_total(packed.iter().map(|o| o.size).sum());
         let results: Vec<Result<(u64, Option<Problem>)>> = objects
             .par_iter()
-            .map(|o| Ok((o.size, self.check_object(&o.digest, None, progress)?)))
+            .map(|o| Ok((o.size, self.check_loose(&o.digest, None, progress)?)))
             .collect();
-        collect_report(results, strays)
+        let mut report = collect_report(results, strays)?;
+        self.pack.for_each(|object| {
+            progress.check()?;
+            report.checked += 1;
+            report.bytes += object.data.len() as u64;
+            progress.advance(object.data.len() as u64);
+            match object.digest {
+                Some(digest) => {
+                    report
+                        .problems
+                        .extend(self.check_packed(&digest, object.data, None))
+                }
+                None => report.problems.push(Problem {
+                    kind: ProblemKind::Stray,
+                    digest: None,
+                    path: self.pack.path().to_path_buf(),
+                    detail: "a packed row whose address is not 32 bytes".into(),
+                }),
+            }
+            Ok(())
+        })?;
+        report
+            .problems
+            .sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
+        Ok(report)
     }
 }
 
@@ -779,3 +1041,6 @@ fn mtime(meta: &fs::Metadata) -> Option<SystemTime> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod pack_tests;

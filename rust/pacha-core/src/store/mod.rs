@@ -6,6 +6,7 @@
 
 mod copy;
 mod local;
+mod pack;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::{Digest, Progress, Result};
 
 pub use local::{LocalStore, SMALL_OBJECT_MAX};
+pub use pack::PACK_MAX;
 
 /// The result of putting bytes into the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,11 +110,24 @@ impl VerifyReport {
 }
 
 /// Durability deferred across many small writes (a directory of small files): objects are
-/// written and renamed into place without a flush each, and [`ObjectStore::finish_batch`]
-/// makes all of them durable at once, before anything references them.
+/// written without a flush each (or, in the local store, packed together and written in a few
+/// transactions), and [`ObjectStore::finish_batch`] makes all of them durable at once, before
+/// anything references them.
 #[derive(Debug, Default)]
 pub struct SyncBatch {
     pending: std::sync::atomic::AtomicBool,
+    small: std::sync::Mutex<PendingSmall>,
+}
+
+/// Small objects a batch has yet to store, and those it has stored so far.
+#[derive(Debug, Default)]
+pub(crate) struct PendingSmall {
+    pub rows: Vec<(Digest, Vec<u8>)>,
+    pub bytes: usize,
+    /// Every address handed to this batch: a duplicate file is handled once.
+    pub seen: std::collections::HashSet<Digest>,
+    /// Objects the batch's writes really stored (not those found already present).
+    pub written: Vec<Digest>,
 }
 
 impl SyncBatch {
@@ -128,6 +143,17 @@ impl SyncBatch {
     pub(crate) fn take(&self) -> bool {
         self.pending
             .swap(false, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn small(&self) -> std::sync::MutexGuard<'_, PendingSmall> {
+        self.small.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The objects this batch has really stored so far, beyond those reported `written` by
+    /// the puts themselves (a store may look for existing copies only when it writes the
+    /// batch). Taken even when the batch fails part-way, so that they can be removed again.
+    pub fn take_written(&self) -> Vec<Digest> {
+        std::mem::take(&mut self.small().written)
     }
 }
 
@@ -155,7 +181,10 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     /// [`ObjectStore::put_open_file`], with durability deferred to `finish_batch` where the
     /// store can do that safely (small objects, whose existing copies are compared byte for
-    /// byte before being trusted).
+    /// byte before being trusted). A small object may be stored only when the batch is
+    /// written: its outcome then says `written: false`, and [`SyncBatch::take_written`]
+    /// reports it. Unlike `put_open_file`, adds nothing to `progress.total()`: a batch's
+    /// caller knows the total before it starts.
     fn put_open_file_batched(
         &self,
         file: std::fs::File,
@@ -204,9 +233,9 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Check every object in the store and report strays.
     fn verify_all(&self, progress: &Progress) -> Result<VerifyReport>;
 
-    /// Delete an object (garbage collection only); returns the bytes freed, 0 if it was
-    /// already gone.
-    fn remove(&self, digest: &Digest) -> Result<u64>;
+    /// Delete objects (garbage collection only), every stored copy of each; returns the
+    /// bytes freed. Objects already gone are skipped.
+    fn remove(&self, digests: &[Digest]) -> Result<u64>;
 
     /// Temporary files of interrupted writes last touched before `older_than`: removed, or
     /// only counted with `dry_run`.

@@ -1,0 +1,48 @@
+//! SQLite helpers shared by the metadata database and the object store's pack of small
+//! objects: one busy policy and one error mapping for both.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::{CoreError, Result};
+
+/// How long a writer waits for another process's transaction before giving up.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) fn db_error(path: &Path, e: rusqlite::Error) -> CoreError {
+    if let rusqlite::Error::SqliteFailure(ref failure, _) = e {
+        if matches!(
+            failure.code,
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+        ) {
+            return CoreError::Busy {
+                path: path.into(),
+                waited: BUSY_TIMEOUT,
+            };
+        }
+    }
+    CoreError::Database {
+        path: path.into(),
+        message: e.to_string(),
+    }
+}
+
+/// Run `attempt` again while SQLite reports the database busy, up to `BUSY_TIMEOUT`.
+///
+/// The busy timeout covers most waits, but SQLite returns SQLITE_BUSY at once in a few
+/// cases (a connection opening while another switches the file to WAL or migrates it, a
+/// snapshot that went stale); those must wait too, never reach a user as "locked". Every
+/// attempt is a whole transaction, so a retry starts from scratch.
+pub(crate) fn retry_busy<T>(mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match attempt() {
+            Err(CoreError::Busy { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}

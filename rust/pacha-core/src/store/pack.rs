@@ -1,0 +1,315 @@
+//! Small objects packed into one SQLite file, `objects/packs/small.sqlite`.
+//!
+//! A directory of 100,000 one-kilobyte files would otherwise be 100,000 object files: a
+//! create, write, chmod and rename each, which is what limited dataset ingest (benches/).
+//! Here each is a row, and one commit (one WAL `fsync`) makes a whole batch durable. SQLite
+//! reads and writes blobs of this size faster than separate files ("Internal Versus External
+//! BLOBs in SQLite", sqlite.org), and it gives crash-safe transactions for free, so the pack
+//! format is SQLite's rather than a hand-written append-only file.
+//!
+//! Only the local store knows the pack exists: callers see objects by address, wherever
+//! their bytes live. See "Packed objects" in `docs/store-format.md`.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::ObjectInfo;
+use crate::db::{db_error, retry_busy, BUSY_TIMEOUT};
+use crate::fsutil::ensure_dir;
+use crate::{Digest, Result};
+
+/// Objects up to this size, written as part of a batch, are packed.
+pub const PACK_MAX: u64 = 64 * 1024;
+
+pub(crate) const PACK_DIR: &str = "packs";
+const PACK_FILE: &str = "small.sqlite";
+
+/// Larger pages than SQLite's default 4 KiB, so that a 4 KiB object fits in one page with
+/// its neighbours instead of spilling into an overflow page of its own.
+const PAGE_SIZE: u32 = 16 * 1024;
+
+/// SQLite's page cache for the pack, in KiB: more than one batch flush of dirty pages.
+const CACHE_KIB: u32 = 24 * 1024;
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS objects (
+    digest BLOB PRIMARY KEY NOT NULL CHECK (length(digest) = 32),
+    size INTEGER NOT NULL,
+    -- When the object was last written or reused (ms since the epoch), for gc's grace period.
+    touched_ms INTEGER NOT NULL,
+    -- Last, so that reading the other columns never touches the bytes.
+    data BLOB NOT NULL
+)";
+
+/// One packed object, as [`Pack::for_each`] hands it out.
+pub(crate) struct PackedObject<'a> {
+    /// `None` when the row's address column is malformed (a damaged pack).
+    pub digest: Option<Digest>,
+    pub data: &'a [u8],
+}
+
+#[derive(Debug)]
+pub(crate) struct Pack {
+    dir: PathBuf,
+    path: PathBuf,
+    conn: Mutex<Option<Connection>>,
+    /// Set once the pack file is known to exist: readers of a registry without packed
+    /// objects pay one `stat`, never an SQLite open.
+    exists: AtomicBool,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Pack {
+    pub(crate) fn new(store_root: &Path) -> Self {
+        let dir = store_root.join(PACK_DIR);
+        Pack {
+            path: dir.join(PACK_FILE),
+            dir,
+            conn: Mutex::new(None),
+            exists: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: rusqlite::Error) -> crate::CoreError {
+        db_error(&self.path, e)
+    }
+
+    /// The open connection, or `None` when there is no pack yet and `create` is false.
+    fn connection(&self, create: bool) -> Result<Option<MutexGuard<'_, Option<Connection>>>> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_some() {
+            return Ok(Some(guard));
+        }
+        if !create && !self.exists.load(Ordering::Relaxed) && !self.path.exists() {
+            return Ok(None);
+        }
+        ensure_dir(&self.dir)?;
+        // Created private to its owner before SQLite opens it (SQLite gives its -wal and
+        // -shm companions the same mode). The registry directory is 0700 anyway.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&self.path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(crate::CoreError::io(&self.path, e)),
+        }
+        let conn = Connection::open(&self.path).map_err(|e| self.err(e))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.err(e))?;
+        retry_busy(|| {
+            // page_size and auto_vacuum take effect only before the first table exists, and
+            // are harmless no-ops afterwards. FULL: a commit is durable when it returns.
+            // The page cache holds a whole flush's dirty pages, so that a batch's transaction
+            // does not spill pages to the WAL before its commit.
+            conn.execute_batch(&format!(
+                "PRAGMA page_size = {PAGE_SIZE};
+                 PRAGMA auto_vacuum = INCREMENTAL;
+                 PRAGMA journal_mode = PERSIST;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA cache_size = -{CACHE_KIB};
+                 {SCHEMA};"
+            ))
+            .map_err(|e| self.err(e))
+        })?;
+        self.exists.store(true, Ordering::Relaxed);
+        *guard = Some(conn);
+        Ok(Some(guard))
+    }
+
+    /// Run `f` on the pack's connection; `None` when there is no pack (and `create` is false).
+    fn with<R>(
+        &self,
+        create: bool,
+        mut f: impl FnMut(&mut Connection) -> rusqlite::Result<R>,
+    ) -> Result<Option<R>> {
+        let Some(mut guard) = self.connection(create)? else {
+            return Ok(None);
+        };
+        let Some(conn) = guard.as_mut() else {
+            return Ok(None);
+        };
+        retry_busy(|| f(conn).map_err(|e| self.err(e))).map(Some)
+    }
+
+    /// The bytes of a packed object, if packed.
+    pub(crate) fn get(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .with(false, |conn| {
+                conn.prepare_cached("SELECT data FROM objects WHERE digest = ?1")?
+                    .query_row([digest.as_bytes().as_slice()], |r| r.get::<_, Vec<u8>>(0))
+                    .optional()
+            })?
+            .flatten())
+    }
+
+    /// The size of a packed object, if packed.
+    pub(crate) fn size_of(&self, digest: &Digest) -> Result<Option<u64>> {
+        Ok(self
+            .with(false, |conn| {
+                conn.prepare_cached("SELECT length(data) FROM objects WHERE digest = ?1")?
+                    .query_row([digest.as_bytes().as_slice()], |r| r.get::<_, i64>(0))
+                    .optional()
+            })?
+            .flatten()
+            .map(|n| n.max(0) as u64))
+    }
+
+    /// Store `rows` in one durable transaction and return the addresses it really wrote.
+    /// A row whose address is already packed with exactly these bytes only has its time
+    /// refreshed (for gc's grace period); one packed with other bytes (damaged) is replaced.
+    /// The lookups happen here, in address order inside the write transaction, rather than
+    /// one by one as files are read: that costs one insert into neighbouring pages instead
+    /// of a lock round trip and a random search per file.
+    pub(crate) fn write(&self, rows: &mut [(Digest, Vec<u8>)]) -> Result<Vec<Digest>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        rows.sort_unstable_by_key(|row| row.0);
+        let written = self.with(true, |conn| {
+            let now = now_ms();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut written = Vec::new();
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO objects (digest, size, touched_ms, data) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (digest) DO NOTHING",
+                )?;
+                let mut lookup = tx.prepare_cached("SELECT data FROM objects WHERE digest = ?1")?;
+                let mut touch =
+                    tx.prepare_cached("UPDATE objects SET touched_ms = ?2 WHERE digest = ?1")?;
+                let mut repair = tx.prepare_cached(
+                    "UPDATE objects SET size = ?2, touched_ms = ?3, data = ?4 WHERE digest = ?1",
+                )?;
+                for (digest, data) in rows.iter() {
+                    let key = digest.as_bytes().as_slice();
+                    let size = data.len() as i64;
+                    // New objects, the common case, cost one insert; only an address that is
+                    // already packed is read back and compared.
+                    if insert.execute(params![key, size, now, data])? == 1 {
+                        written.push(*digest);
+                        continue;
+                    }
+                    let stored: Option<Vec<u8>> =
+                        lookup.query_row([key], |r| r.get(0)).optional()?;
+                    if stored.as_deref() == Some(data.as_slice()) {
+                        touch.execute(params![key, now])?;
+                    } else {
+                        repair.execute(params![key, size, now, data])?;
+                        written.push(*digest);
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(written)
+        })?;
+        Ok(written.unwrap_or_default())
+    }
+
+    /// Every packed object with a well-formed address (sizes are the stored bytes' length).
+    pub(crate) fn list(&self) -> Result<Vec<ObjectInfo>> {
+        Ok(self
+            .with(false, |conn| {
+                let mut stmt =
+                    conn.prepare("SELECT digest, length(data), touched_ms FROM objects")?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })?;
+                let mut objects = Vec::new();
+                for row in rows {
+                    let (digest, size, touched) = row?;
+                    let Ok(digest) = <[u8; 32]>::try_from(digest.as_slice()) else {
+                        continue;
+                    };
+                    objects.push(ObjectInfo {
+                        digest: Digest::from_bytes(digest),
+                        size: size.max(0) as u64,
+                        modified: Some(UNIX_EPOCH + Duration::from_millis(touched.max(0) as u64)),
+                    });
+                }
+                Ok(objects)
+            })?
+            .unwrap_or_default())
+    }
+
+    /// Visit every packed object, in address order, with a bounded amount in memory (one
+    /// object of at most [`PACK_MAX`] bytes at a time).
+    pub(crate) fn for_each(
+        &self,
+        mut visit: impl FnMut(PackedObject<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let Some(mut guard) = self.connection(false)? else {
+            return Ok(());
+        };
+        let Some(conn) = guard.as_mut() else {
+            return Ok(());
+        };
+        let mut stmt = conn
+            .prepare("SELECT digest, data FROM objects ORDER BY digest")
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let digest = row
+                .get_ref(0)
+                .ok()
+                .and_then(|v| v.as_blob().ok())
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .map(Digest::from_bytes);
+            let data = row
+                .get_ref(1)
+                .map_err(|e| self.err(e))?
+                .as_blob()
+                .unwrap_or_default();
+            visit(PackedObject { digest, data })?;
+        }
+        Ok(())
+    }
+
+    /// Delete the packed copies of `digests`; returns the bytes freed. The file's free pages
+    /// are returned to the filesystem afterwards.
+    pub(crate) fn remove(&self, digests: &[Digest]) -> Result<u64> {
+        if digests.is_empty() {
+            return Ok(0);
+        }
+        let freed = self.with(false, |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut freed = 0u64;
+            {
+                let mut delete = tx.prepare_cached(
+                    "DELETE FROM objects WHERE digest = ?1 RETURNING length(data)",
+                )?;
+                for digest in digests {
+                    let size: Option<i64> = delete
+                        .query_row([digest.as_bytes().as_slice()], |r| r.get(0))
+                        .optional()?;
+                    freed += size.unwrap_or(0).max(0) as u64;
+                }
+            }
+            tx.commit()?;
+            Ok(freed)
+        })?;
+        // Space reclamation is housekeeping: the deletion above already committed.
+        let _ = self.with(false, |conn| {
+            conn.execute_batch("PRAGMA incremental_vacuum")
+        });
+        Ok(freed.unwrap_or(0))
+    }
+}
