@@ -168,3 +168,37 @@ def test_init_and_registry_option(cli, tmp_path: Path) -> None:
     assert (elsewhere / "objects").is_dir()
     assert cli("--version").stdout.startswith("pacha ")
     assert "store" in cli("--help").stdout
+
+
+def test_listings_are_aligned_literal_and_coloured_only_on_a_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import sys
+
+    from pacha.cli.output import print_columns
+
+    rows = [("bert", "1.10.0", "production", "3 B"), ("画像\x1b[31m", "2", "staging", "12 KiB")]
+    styles = {(0, 2): "bold green", (1, 2): "yellow"}
+    print_columns(("name", "version", "stage", "size"), rows, right={"size"}, styles=styles)
+    lines = capsys.readouterr().out.splitlines()
+    # The escaped name is 12 columns wide: two wide characters and 8 literal ones.
+    assert lines == [
+        "name          version  stage         size",
+        "bert          1.10.0   production     3 B",
+        "画像\\x1b[31m  2        staging     12 KiB",
+    ]
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for no_color, coloured in ((None, True), ("1", False)):
+        if no_color is None:
+            monkeypatch.delenv("NO_COLOR", raising=False)
+        else:
+            monkeypatch.setenv("NO_COLOR", no_color)
+        terminal = Terminal()
+        monkeypatch.setattr(sys, "stdout", terminal)
+        print_columns(("name", "stage"), [("bert", "production")], styles={(0, 1): "bold green"})
+        assert ("\x1b[1;32mproduction\x1b[0m" in terminal.getvalue()) is coloured

@@ -55,42 +55,38 @@ def _when(timestamp: str) -> str:
 
 def print_names(names: list[dict[str, Any]], empty_hint: str) -> None:
     """A table of names with their version counts and latest release."""
-    from rich.table import Table
-
-    from pacha.cli.output import stdout_console
+    from pacha.cli.output import print_columns
 
     if not names:
         typer.echo(empty_hint)
         return
-    table = Table(box=None, pad_edge=False)
-    for column in ("name", "versions", "latest"):
-        table.add_column(column, no_wrap=True)
-    for n in names:
-        table.add_row(text(n["name"]), str(n["versions"]), text(n["latest"] or "—"))
-    stdout_console().print(table, soft_wrap=True)
+    print_columns(
+        ("name", "versions", "latest"),
+        [(n["name"], str(n["versions"]), n["latest"] or "—") for n in names],
+    )
 
 
 def print_versions(versions: list[dict[str, Any]]) -> None:
     """A table of version records (see `pacha.records`)."""
-    from rich.table import Table
+    from pacha.cli.output import human_size, print_columns
 
-    from pacha.cli.output import human_size, stdout_console
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("name", "version", "stage", "size", "aliases", "tags", "created"):
-        table.add_column(column, justify="right" if column == "size" else "left", no_wrap=True)
-    for v in versions:
-        style = _stage_style(v["stage"])
-        table.add_row(
-            text(v["name"]),
-            text(v["version"]),
-            f"[{style}]{v['stage']}[/]" if style else v["stage"],
-            human_size(v["size"]),
-            text(", ".join(v["aliases"])),
-            text(", ".join(f"{k}={val}" for k, val in v["tags"].items())),
-            _when(v["created_at"]),
-        )
-    stdout_console().print(table, soft_wrap=True)
+    print_columns(
+        ("name", "version", "stage", "size", "aliases", "tags", "created"),
+        [
+            (
+                v["name"],
+                v["version"],
+                v["stage"],
+                human_size(v["size"]),
+                ", ".join(v["aliases"]),
+                ", ".join(f"{k}={val}" for k, val in v["tags"].items()),
+                _when(v["created_at"]),
+            )
+            for v in versions
+        ],
+        right={"size"},
+        styles={(i, 2): _stage_style(v["stage"]) for i, v in enumerate(versions)},
+    )
 
 
 def print_version_details(v: dict[str, Any]) -> None:
