@@ -359,6 +359,16 @@ impl LocalStore {
     fn put_slice(&self, data: &[u8], batch: Option<&SyncBatch>) -> Result<PutOutcome> {
         let digest = hash::hash_slice(data);
         let size = data.len() as u64;
+        // Readers prefer a packed copy, so one (from a directory holding the same bytes) is
+        // reused, or repaired when damaged, rather than shadowing a fresh loose copy.
+        if size <= PACK_MAX && self.pack.size_of(&digest)?.is_some() {
+            let written = self.pack.write(&mut [(digest, data.to_vec())])?;
+            return Ok(PutOutcome {
+                digest,
+                size,
+                written: !written.is_empty(),
+            });
+        }
         // Small objects are cheap to compare, so an existing copy is trusted only if its bytes
         // really are `data`: undetected damage is repaired here too.
         if self.is_present_in(&digest, size, batch)? && self.holds_bytes(&digest, data)? {
@@ -687,6 +697,12 @@ impl LocalStore {
         sync_dir(parent)
     }
 
+    /// Readers use the packed copy of an object unless it is damaged and a loose copy exists
+    /// (which is then read, and verified, instead).
+    fn packed_copy_is_the_one_to_read(&self, digest: &Digest, data: &[u8]) -> Result<bool> {
+        Ok(hash::hash_slice(data) == *digest || self.loose_size_of(digest)?.is_none())
+    }
+
     /// Export a packed object: its bytes (at most [`PACK_MAX`]) are checked before anything is
     /// written.
     fn export_packed(
@@ -843,7 +859,9 @@ impl ObjectStore for LocalStore {
         progress: &Progress,
     ) -> Result<u64> {
         if let Some(data) = self.pack.get(digest)? {
-            return self.export_packed(digest, &data, dest, overwrite, progress);
+            if self.packed_copy_is_the_one_to_read(digest, &data)? {
+                return self.export_packed(digest, &data, dest, overwrite, progress);
+            }
         }
         let object_path = self.object_path(digest);
         let (mut src, meta) = match open_regular(&object_path) {
@@ -882,15 +900,23 @@ impl ObjectStore for LocalStore {
 
     fn get_bytes(&self, digest: &Digest, max_len: u64) -> Result<Vec<u8>> {
         if let Some(data) = self.pack.get(digest)? {
-            let actual = hash::hash_slice(&data);
-            if actual != *digest {
-                return Err(CoreError::Integrity {
-                    expected: *digest,
-                    actual,
-                    path: self.pack.path().to_path_buf(),
-                });
-            }
-            if data.len() as u64 <= max_len {
+            if self.packed_copy_is_the_one_to_read(digest, &data)? {
+                let actual = hash::hash_slice(&data);
+                if actual != *digest {
+                    return Err(CoreError::Integrity {
+                        expected: *digest,
+                        actual,
+                        path: self.pack.path().to_path_buf(),
+                    });
+                }
+                if data.len() as u64 > max_len {
+                    return Err(CoreError::Corrupt {
+                        message: format!(
+                            "object {digest} is {} bytes, more than the {max_len} expected here",
+                            data.len()
+                        ),
+                    });
+                }
                 return Ok(data);
             }
         }
