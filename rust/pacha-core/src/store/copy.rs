@@ -6,10 +6,11 @@
 //! `PIPELINE_DEPTH` buffers of `CHUNK` bytes.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::path::Path;
 use std::sync::mpsc;
 
+use crate::hash::mapped::MappedFile;
 use crate::hash::read_full;
 use crate::{CoreError, Progress, Result};
 
@@ -41,8 +42,17 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
-/// Copy `src` to `dst`, feeding every byte to `hasher` on the way. This thread reads and
-/// hashes; a second thread writes. Returns the number of bytes copied.
+/// Sources at least this large are copied from a memory map when one can be had safely
+/// (`hash::mapped`): the writer copies straight from the page cache and the hash reads the
+/// same pages, instead of both going through a copy made by `read()`.
+const MAP_MIN: u64 = 1 << 20;
+
+/// Bytes per step of a mapped copy: hashed on all cores while the previous step is written.
+const MAPPED_CHUNK: usize = 4 << 20;
+
+/// Copy `src` to `dst`, feeding every byte to `hasher` on the way: from a map of `src` where
+/// possible (see [`MAP_MIN`]), else (and for whatever remains when a writer of `src` starts
+/// waiting) through bounded buffers. Returns the number of bytes copied.
 pub(crate) fn copy_hashing(
     src: &mut File,
     src_path: &Path,
@@ -50,6 +60,107 @@ pub(crate) fn copy_hashing(
     dst_path: &Path,
     hasher: &mut blake3::Hasher,
     progress: &Progress,
+) -> Result<u64> {
+    copy_hashing_between(src, src_path, dst, dst_path, hasher, progress, || {})
+}
+
+/// [`copy_hashing`], calling `between_chunks` after each mapped chunk (tests start writers
+/// of the source there).
+fn copy_hashing_between(
+    src: &mut File,
+    src_path: &Path,
+    dst: &mut File,
+    dst_path: &Path,
+    hasher: &mut blake3::Hasher,
+    progress: &Progress,
+    between_chunks: impl FnMut(),
+) -> Result<u64> {
+    let len = src
+        .metadata()
+        .map_err(|e| CoreError::io(src_path, e))?
+        .len();
+    let mut copied = 0;
+    if len >= MAP_MIN {
+        if let Some(mapped) = MappedFile::open(src, len) {
+            copied = copy_mapped(&mapped, dst, dst_path, hasher, progress, between_chunks)?;
+            mapped.finish(src_path)?;
+        }
+        // A map does not move the file position: the buffered copy goes on from there (and
+        // finds the end at once when everything was copied, or checks that nothing was
+        // appended meanwhile).
+        src.seek(io::SeekFrom::Start(copied))
+            .map_err(|e| CoreError::io(src_path, e))?;
+    }
+    Ok(copied + copy_read(src, src_path, dst, dst_path, hasher, progress, copied)?)
+}
+
+/// The mapped part of [`copy_hashing`]: this thread hashes each chunk of the map on all
+/// cores while a second thread writes it. Stops early (returning the bytes done) once a
+/// writer of the source waits for the lease.
+fn copy_mapped(
+    mapped: &MappedFile<'_>,
+    dst: &mut File,
+    dst_path: &Path,
+    hasher: &mut blake3::Hasher,
+    progress: &Progress,
+    mut between_chunks: impl FnMut(),
+) -> Result<u64> {
+    let bytes = mapped.bytes();
+    let (tx, rx) = mpsc::sync_channel::<&[u8]>(PIPELINE_DEPTH);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> Result<()> {
+            let mut written = 0u64;
+            let mut flushed = 0u64;
+            for chunk in rx {
+                dst.write_all(chunk)
+                    .map_err(|e| CoreError::io(dst_path, e))?;
+                written += chunk.len() as u64;
+                if written - flushed >= WRITEBACK_STEP {
+                    start_writeback(dst, flushed, written - flushed);
+                    flushed = written;
+                }
+            }
+            Ok(())
+        });
+        let hashed = (|| -> Result<u64> {
+            let mut done = 0u64;
+            for chunk in bytes.chunks(MAPPED_CHUNK) {
+                progress.check()?;
+                if !mapped.is_held() {
+                    break;
+                }
+                // If the writer died its error is reported below; stop.
+                if tx.send(chunk).is_err() {
+                    break;
+                }
+                crate::hash::update_slice(hasher, chunk);
+                done += chunk.len() as u64;
+                progress.advance(chunk.len() as u64);
+                between_chunks();
+            }
+            Ok(done)
+        })();
+        drop(tx);
+        writer.join().unwrap_or_else(|_| {
+            Err(CoreError::io(
+                dst_path,
+                io::Error::other("writer thread panicked"),
+            ))
+        })?;
+        hashed
+    })
+}
+
+/// The buffered part of [`copy_hashing`]: this thread reads and hashes; a second thread
+/// writes. `offset` is where `dst`'s writing starts (for the writeback hints).
+fn copy_read(
+    src: &mut File,
+    src_path: &Path,
+    dst: &mut File,
+    dst_path: &Path,
+    hasher: &mut blake3::Hasher,
+    progress: &Progress,
+    offset: u64,
 ) -> Result<u64> {
     let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(PIPELINE_DEPTH);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
@@ -59,8 +170,8 @@ pub(crate) fn copy_hashing(
     }
     std::thread::scope(|scope| {
         let writer = scope.spawn(move || -> Result<()> {
-            let mut written = 0u64;
-            let mut flushed = 0u64;
+            let mut written = offset;
+            let mut flushed = offset;
             for (buf, len) in full_rx {
                 dst.write_all(&buf[..len])
                     .map_err(|e| CoreError::io(dst_path, e))?;
@@ -109,6 +220,67 @@ pub(crate) fn copy_hashing(
 mod tests {
     use super::*;
     use crate::{hash, Digest};
+
+    #[test]
+    fn a_copy_interrupted_by_a_waiting_writer_goes_on_by_reading() {
+        use std::os::fd::AsRawFd;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data: Vec<u8> = (0..(5 * MAPPED_CHUNK + 99))
+            .map(|i| (i * 11 % 241) as u8)
+            .collect();
+        let path = dir.path().join("src");
+        File::create(&path)
+            .and_then(|mut f| f.write_all(&data))
+            .expect("write");
+        let mut src = File::open(&path).expect("open");
+        let lease_fd = src.as_raw_fd();
+        let dst_path = dir.path().join("dst");
+        let mut dst = File::create(&dst_path).expect("create");
+        let mut hasher = blake3::Hasher::new();
+        let mut chunks = 0;
+        let mut writer = None;
+        let writer_path = path.clone();
+        let n = copy_hashing_between(
+            &mut src,
+            &path,
+            &mut dst,
+            &dst_path,
+            &mut hasher,
+            &Progress::new(),
+            || {
+                chunks += 1;
+                if chunks == 2 {
+                    // Opening for writing waits for the lease; it changes nothing.
+                    let path = writer_path.clone();
+                    writer = Some(std::thread::spawn(move || {
+                        File::options().write(true).open(path).map(drop)
+                    }));
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                    // SAFETY: F_GETLEASE on an open descriptor.
+                    while unsafe { libc::fcntl(lease_fd, libc::F_GETLEASE) } == libc::F_RDLCK
+                        && std::time::Instant::now() < deadline
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+            },
+        )
+        .expect("copy");
+        assert_eq!(chunks, 2, "the map was abandoned once the writer waited");
+        assert_eq!(n, data.len() as u64);
+        assert_eq!(Digest::from(hasher.finalize()), hash::hash_slice(&data));
+        assert_eq!(fs_read(&dst_path), data);
+        writer
+            .expect("started")
+            .join()
+            .expect("join")
+            .expect("opened");
+    }
+
+    fn fs_read(path: &Path) -> Vec<u8> {
+        std::fs::read(path).expect("read")
+    }
 
     #[test]
     fn copy_pipeline_agrees_with_the_one_shot_hash() {
