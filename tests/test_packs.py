@@ -526,30 +526,35 @@ def test_concurrent_registrations_into_a_new_pack(registry: Path, tmp_path: Path
 def test_registering_a_file_again_repairs_its_damaged_packed_copy(
     registry: Path, tmp_path: Path
 ) -> None:
-    """A model's bytes are also a small file of a dataset (so stored loose and packed). With
-    the packed row damaged, registering the model file again makes both versions whole."""
+    """A model's bytes are also a small file of a dataset registered first, so the model
+    reuses the packed copy (no loose one is written). With the row damaged, both versions are
+    broken; registering the model file again repairs the row and makes both whole."""
     weights = write_pattern(tmp_path / "weights.bin", 5000, seed=70)
     src = tmp_path / "src"
     src.mkdir()
     shutil.copyfile(weights, src / "weights.bin")
     (src / "notes.txt").write_text("notes")
     reg = pacha.Registry(registry)
-    reg.register_model("m", weights, "1.0.0")
     reg.register_dataset("d", src, "1.0.0")
+    reg.register_model("m", weights, "1.0.0")
     digest = pacha.hash_file(weights)
-    assert digest in _loose(registry) and digest in _rows(registry)
+    assert digest in _rows(registry) and digest not in _loose(registry)
     with _writable(registry) as connection:
         connection.execute(
             "UPDATE objects SET data = ? WHERE digest = ?",
             (b"\x00" * 5000, bytes.fromhex(digest)),
         )
-    assert [p.digest for p in reg.verify().problems] == [digest]
-    # Reads fall back to the intact loose copy meanwhile.
-    reg.download_model("m:1.0.0", tmp_path / "before.bin")
-    assert pacha.hash_file(tmp_path / "before.bin") == digest
+    [problem] = reg.verify().problems
+    assert problem.digest == digest
+    assert sorted(problem.breaks) == ["d:1.0.0", "m:1.0.0"]
+    with pytest.raises(pacha.IntegrityError):
+        reg.download_model("m:1.0.0", tmp_path / "before.bin")
+    assert not (tmp_path / "before.bin").exists()
 
     reg.register_model("m", weights, "1.0.1")
     problems = [(p.digest, sorted(p.breaks)) for p in reg.verify().problems]
     assert problems == [], problems
     reg.download_model("m:1.0.0", tmp_path / "out.bin")
     assert pacha.hash_file(tmp_path / "out.bin") == digest
+    reg.download_dataset("d:1.0.0", tmp_path / "d-out")
+    assert (tmp_path / "d-out" / "weights.bin").read_bytes() == weights.read_bytes()

@@ -53,10 +53,12 @@ def print_columns(
     """Aligned columns on stdout, two spaces apart, with a header line. Cells are shown
     literally (control characters escaped); `right` names right-aligned columns; `styles`
     colours cells ((row, column) -> "bold green", "yellow" or "dim") on a terminal, unless
-    NO_COLOR is set."""
+    NO_COLOR is set (non-empty) or TERM is dumb."""
     cells = [[_one_line(str(cell)) for cell in row] for row in rows]
     widths = [max([_width(h), *(_width(row[i]) for row in cells)]) for i, h in enumerate(headers)]
-    colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    colour = (
+        sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    )
     styles = styles or {}
 
     def line(row: Sequence[str], row_index: int) -> str:

@@ -1,13 +1,11 @@
 //! Streaming BLAKE3.
 //!
-//! Large regular files are read ahead by one thread through a few bounded buffers while the
-//! calling thread hashes each buffer on all cores (the `blake3` crate's rayon support); small
-//! files, pipes and special files go through one bounded buffer. Either way the digest is the
-//! plain BLAKE3-256 of the bytes, identical to `b3sum`.
-//!
 //! Large regular files are memory-mapped under a read lease when one can be had (see
-//! `mapped`: that saves the copy `read()` makes, which cost a third of the CPU on 2 cores),
-//! and read otherwise.
+//! `mapped`: that saves the copy `read()` makes, which cost a third of the CPU on 2 cores) and
+//! hashed on all cores. Otherwise one thread reads them ahead through a few bounded buffers
+//! while the calling thread hashes each buffer on all cores. Small files, pipes and special
+//! files go through one bounded buffer. Either way the digest is the plain BLAKE3-256 of the
+//! bytes, identical to `b3sum`.
 
 use std::fs::File;
 use std::io::{self, Read, Seek};

@@ -1,6 +1,7 @@
 //! pacha-core: the performance-critical heart of pacha, free of any Python.
 //!
-//! - [`hash`]: streaming BLAKE3 (read ahead and hashed on all cores for large files).
+//! - [`hash`]: BLAKE3 of files (mapped under a read lease, or read ahead, and hashed on all
+//!   cores when large).
 //! - [`store`]: the sharded, content-addressed object store behind the [`store::ObjectStore`]
 //!   trait, with its local-filesystem implementation [`store::LocalStore`].
 //! - [`Digest`]: the 32-byte address of every object.

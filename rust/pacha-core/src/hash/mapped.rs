@@ -35,6 +35,10 @@ use crate::{CoreError, Progress, Result};
 /// Bytes hashed between two lease checks: the most a waiting writer waits for.
 const CHUNK: usize = 16 << 20;
 
+/// `F_SETSIG` from Linux's <fcntl.h> (the same on every architecture), which the `libc`
+/// crate does not export.
+const F_SETSIG: libc::c_int = 10;
+
 /// A read lease on an open file, released when dropped.
 struct ReadLease<'a> {
     file: &'a File,
@@ -46,11 +50,17 @@ impl<'a> ReadLease<'a> {
         // SAFETY: fcntl with F_SETLEASE/F_SETOWN takes integer arguments only; `fd` is open
         // for as long as `file` is borrowed.
         unsafe {
+            // A lease break signals the lease's owner, which taking the lease sets to this
+            // process, until `F_SETOWN 0` below clears it; SIGIO, the default, would end the
+            // process if a writer came in between. SIGURG is ignored unless handled.
+            if libc::fcntl(fd, F_SETSIG, libc::SIGURG) != 0 {
+                return None;
+            }
             if libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) != 0 {
                 return None;
             }
             let lease = ReadLease { file };
-            // No SIGIO when someone wants the file: `is_held` polls instead.
+            // No signal at all when someone wants the file: `is_held` polls instead.
             if libc::fcntl(fd, libc::F_SETOWN, 0) != 0 {
                 return None;
             }
@@ -74,62 +84,93 @@ impl Drop for ReadLease<'_> {
     }
 }
 
-/// A file mapped for reading under a read lease, registered with the SIGBUS guard.
-pub(crate) struct MappedFile<'a> {
-    // Dropped in this order: the guard forgets the map before it is unmapped, and the lease
-    // is released last.
+/// One window of a leased file, mapped read-only and registered with the SIGBUS guard.
+struct Window {
+    // Dropped in this order: the guard forgets the map before it is unmapped.
     registered: guard::Registered,
     map: memmap2::Mmap,
-    lease: ReadLease<'a>,
 }
 
-impl<'a> MappedFile<'a> {
-    /// Map the first `len` bytes of `file`; `None` where that cannot be done safely (no
-    /// lease, a size that changed, no guard slot), and the caller reads instead.
-    pub(crate) fn open(file: &'a File, len: u64) -> Option<Self> {
-        let len_usize = usize::try_from(len).ok()?;
-        if len == 0 || !guard::install() {
-            return None;
-        }
-        let lease = ReadLease::take(file)?;
-        // The file may have changed between the caller's fstat and the lease.
-        if file.metadata().ok()?.len() != len {
-            return None;
-        }
-        // SAFETY: the map is read-only and only read through `bytes`. Nobody can write or
-        // truncate the file while the lease is held (see the module docs), and users stop
-        // reading the map once `is_held` turns false. Pages that vanish all the same (a lease
-        // broken by force) are replaced by zeros by the SIGBUS guard, which `finish` reports.
-        // `registered` (dropped first) stops the guard from touching the map before it is
+impl Window {
+    fn map(file: &File, offset: u64, len: usize) -> Option<Self> {
+        // SAFETY: the map is read-only and only read through the slice handed to the visitor
+        // in `for_each_window`, while the caller holds a read lease: nobody can write or
+        // truncate the file meanwhile (see the module docs), and visitors stop reading once
+        // `usable` turns false. Pages that vanish all the same (a lease broken by force) are
+        // replaced by zeros by the SIGBUS guard, and the window's bytes are then refused.
+        // (Strictly, Rust's rules do not allow memory behind a `&[u8]` to change at all;
+        // the guard's zero pages only ever appear in a window whose result is thrown away.)
+        // `registered`, dropped first, stops the guard from touching the map before it is
         // unmapped.
-        let map = unsafe { memmap2::MmapOptions::new().len(len_usize).map(file) }.ok()?;
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(offset)
+                .len(len)
+                .map(file)
+        }
+        .ok()?;
         let registered = guard::Registered::new(map.as_ptr() as usize, map.len())?;
-        Some(MappedFile {
-            registered,
-            map,
-            lease,
-        })
+        Some(Window { registered, map })
     }
+}
 
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.map
+/// Bytes mapped at a time: the map's pages count towards the process's resident memory
+/// while mapped, so a 4 GiB file is walked through windows rather than mapped whole.
+const WINDOW: usize = 32 << 20;
+
+/// Walk the first `len` bytes of `file` through mapped windows, under a read lease. `visit`
+/// gets each window's bytes and a `usable` check (false once a writer waits or pages
+/// vanished: stop reading then), and returns how many bytes it consumed. Returns the bytes
+/// consumed in all: `len`, or fewer (possibly 0: no lease could be had) when the caller must
+/// read the rest. Fails if pages of a window vanished while it was read.
+pub(crate) fn for_each_window(
+    file: &File,
+    len: u64,
+    path: &Path,
+    mut visit: impl FnMut(&[u8], &dyn Fn() -> bool) -> Result<usize>,
+) -> Result<u64> {
+    if len == 0 || !guard::install() {
+        return Ok(0);
     }
-
-    /// False once someone waits to write or truncate the file: stop reading the map.
-    pub(crate) fn is_held(&self) -> bool {
-        self.lease.is_held()
+    let Some(lease) = ReadLease::take(file) else {
+        return Ok(0);
+    };
+    // The file may have changed between the caller's fstat and the lease.
+    if file.metadata().map(|m| m.len()).ok() != Some(len) {
+        return Ok(0);
     }
-
-    /// Release the map; an error if its pages vanished while it was read (what was read
-    /// from it must then be thrown away).
-    pub(crate) fn finish(self, path: &Path) -> Result<()> {
-        if self.registered.faulted() {
+    let mut done = 0u64;
+    while done < len {
+        let window_len = usize::try_from(len - done).map_or(WINDOW, |rest| rest.min(WINDOW));
+        let Some(window) = Window::map(file, done, window_len) else {
+            break;
+        };
+        let usable = || lease.is_held() && !window.registered.faulted();
+        let consumed = visit(&window.map, &usable)?;
+        if window.registered.faulted() {
+            // SIGBUS also reports an I/O error on a mapped page (a bad sector).
             return Err(CoreError::SourceChanged {
                 path: path.into(),
-                detail: "it was truncated while being read".into(),
+                detail: "it was truncated (or could not be read) while being read".into(),
             });
         }
-        Ok(())
+        done += consumed as u64;
+        if consumed < window_len {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// Hash one chunk of a map: on all cores, except inside a rayon worker (a directory's files,
+/// objects being verified), where the files already run in parallel and a nested parallel
+/// hash would let this thread steal another file's whole work before it checks the lease
+/// again, keeping a writer waiting.
+pub(crate) fn update_chunk(hasher: &mut blake3::Hasher, chunk: &[u8]) {
+    if rayon::current_thread_index().is_some() {
+        hasher.update(chunk);
+    } else {
+        update_slice(hasher, chunk);
     }
 }
 
@@ -155,22 +196,20 @@ fn update_mapped_between(
     progress: &Progress,
     mut between_chunks: impl FnMut(),
 ) -> Result<u64> {
-    let Some(mapped) = MappedFile::open(file, len) else {
-        return Ok(0);
-    };
-    let mut done = 0u64;
-    for chunk in mapped.bytes().chunks(CHUNK) {
-        progress.check()?;
-        if !mapped.is_held() {
-            break;
+    for_each_window(file, len, path, |bytes, usable| {
+        let mut consumed = 0;
+        for chunk in bytes.chunks(CHUNK) {
+            progress.check()?;
+            if !usable() {
+                break;
+            }
+            update_chunk(hasher, chunk);
+            consumed += chunk.len();
+            progress.advance(chunk.len() as u64);
+            between_chunks();
         }
-        update_slice(hasher, chunk);
-        done += chunk.len() as u64;
-        progress.advance(chunk.len() as u64);
-        between_chunks();
-    }
-    mapped.finish(path)?;
-    Ok(done)
+        Ok(consumed)
+    })
 }
 
 #[cfg(test)]

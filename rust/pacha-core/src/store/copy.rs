@@ -10,7 +10,7 @@ use std::io::{self, Seek, Write};
 use std::path::Path;
 use std::sync::mpsc;
 
-use crate::hash::mapped::MappedFile;
+use crate::hash::mapped;
 use crate::hash::read_full;
 use crate::{CoreError, Progress, Result};
 
@@ -73,7 +73,7 @@ fn copy_hashing_between(
     dst_path: &Path,
     hasher: &mut blake3::Hasher,
     progress: &Progress,
-    between_chunks: impl FnMut(),
+    mut between_chunks: impl FnMut(),
 ) -> Result<u64> {
     let len = src
         .metadata()
@@ -81,10 +81,21 @@ fn copy_hashing_between(
         .len();
     let mut copied = 0;
     if len >= MAP_MIN {
-        if let Some(mapped) = MappedFile::open(src, len) {
-            copied = copy_mapped(&mapped, dst, dst_path, hasher, progress, between_chunks)?;
-            mapped.finish(src_path)?;
-        }
+        copied = mapped::for_each_window(src, len, src_path, |bytes, usable| {
+            let offset = copied;
+            let done = copy_window(
+                bytes,
+                usable,
+                dst,
+                dst_path,
+                hasher,
+                progress,
+                offset,
+                &mut between_chunks,
+            )?;
+            copied += done as u64;
+            Ok(done)
+        })?;
         // A map does not move the file position: the buffered copy goes on from there (and
         // finds the end at once when everything was copied, or checks that nothing was
         // appended meanwhile).
@@ -94,23 +105,25 @@ fn copy_hashing_between(
     Ok(copied + copy_read(src, src_path, dst, dst_path, hasher, progress, copied)?)
 }
 
-/// The mapped part of [`copy_hashing`]: this thread hashes each chunk of the map on all
-/// cores while a second thread writes it. Stops early (returning the bytes done) once a
-/// writer of the source waits for the lease.
-fn copy_mapped(
-    mapped: &MappedFile<'_>,
+/// The mapped part of [`copy_hashing`], one window at a time: this thread hashes each chunk
+/// while a second thread writes it. Stops early (returning the bytes done) once `usable`
+/// turns false. `offset` is where the window starts in `dst` (for the writeback hints).
+#[allow(clippy::too_many_arguments)]
+fn copy_window(
+    bytes: &[u8],
+    usable: &dyn Fn() -> bool,
     dst: &mut File,
     dst_path: &Path,
     hasher: &mut blake3::Hasher,
     progress: &Progress,
-    mut between_chunks: impl FnMut(),
-) -> Result<u64> {
-    let bytes = mapped.bytes();
+    offset: u64,
+    between_chunks: &mut impl FnMut(),
+) -> Result<usize> {
     let (tx, rx) = mpsc::sync_channel::<&[u8]>(PIPELINE_DEPTH);
     std::thread::scope(|scope| {
         let writer = scope.spawn(move || -> Result<()> {
-            let mut written = 0u64;
-            let mut flushed = 0u64;
+            let mut written = offset;
+            let mut flushed = offset;
             for chunk in rx {
                 dst.write_all(chunk)
                     .map_err(|e| CoreError::io(dst_path, e))?;
@@ -122,19 +135,19 @@ fn copy_mapped(
             }
             Ok(())
         });
-        let hashed = (|| -> Result<u64> {
-            let mut done = 0u64;
+        let hashed = (|| -> Result<usize> {
+            let mut done = 0;
             for chunk in bytes.chunks(MAPPED_CHUNK) {
                 progress.check()?;
-                if !mapped.is_held() {
+                if !usable() {
                     break;
                 }
                 // If the writer died its error is reported below; stop.
                 if tx.send(chunk).is_err() {
                     break;
                 }
-                crate::hash::update_slice(hasher, chunk);
-                done += chunk.len() as u64;
+                mapped::update_chunk(hasher, chunk);
+                done += chunk.len();
                 progress.advance(chunk.len() as u64);
                 between_chunks();
             }

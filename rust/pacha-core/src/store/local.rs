@@ -318,16 +318,23 @@ impl LocalStore {
 
     /// Queue a small object of a batch for the pack. Whether a copy with these bytes is
     /// already packed is checked when the batch is written (see [`Pack::write`]). A loose
-    /// copy of the same bytes (registered alone, or before packs existed) is not looked for:
-    /// a second, packed copy costs at most PACK_MAX bytes, and skipping the lookup saves a
-    /// `stat` per file.
+    /// copy of the same bytes (registered alone, or before packs existed) is reused instead:
+    /// an object is never stored both ways by a batch, so removing what a failed batch wrote
+    /// never takes a loose copy that was there before (one `stat` per file when absent).
     fn put_packed(&self, data: Vec<u8>, batch: &SyncBatch) -> Result<PutOutcome> {
         let digest = hash::hash_slice(&data);
+        let size = data.len() as u64;
         let outcome = PutOutcome {
             digest,
-            size: data.len() as u64,
+            size,
             written: false,
         };
+        if batch.small().seen.contains(&digest) {
+            return Ok(outcome);
+        }
+        if self.is_present_in(&digest, size, Some(batch))? && self.holds_bytes(&digest, &data)? {
+            return Ok(outcome);
+        }
         let mut pending = batch.small();
         if !pending.seen.insert(digest) {
             // A twin file of this batch got here first.
@@ -515,12 +522,16 @@ impl LocalStore {
         match self.pack.get(digest) {
             Ok(Some(data)) => Ok(self.check_packed(digest, &data, expected_size)),
             Ok(None) => self.check_loose(digest, expected_size, progress),
-            Err(e) => Ok(Some(Problem {
-                kind: ProblemKind::Unreadable,
-                digest: Some(*digest),
-                path: self.pack.path().to_path_buf(),
-                detail: e.to_string(),
-            })),
+            // An unreadable pack is reported against the objects that have no loose copy.
+            Err(e) => match self.check_loose(digest, expected_size, progress)? {
+                Some(problem) if problem.kind == ProblemKind::Missing => Ok(Some(Problem {
+                    kind: ProblemKind::Unreadable,
+                    digest: Some(*digest),
+                    path: self.pack.path().to_path_buf(),
+                    detail: e.to_string(),
+                })),
+                other => Ok(other),
+            },
         }
     }
 
@@ -697,6 +708,40 @@ impl LocalStore {
         sync_dir(parent)
     }
 
+    /// Run `check` on every (address, expected size, stored bytes) job. Large objects go one
+    /// at a time, each hashed on all cores; small ones are checked in parallel. (A large
+    /// object checked inside a parallel loop would be hashed on one core: see
+    /// `hash::mapped::update_chunk`.)
+    fn check_many(
+        &self,
+        jobs: &[(Digest, Option<u64>, u64)],
+        check: impl Fn(&Digest, Option<u64>) -> Result<Option<Problem>> + Sync,
+    ) -> Vec<Result<(u64, Option<Problem>)>> {
+        let (large, small): (Vec<_>, Vec<_>) = jobs
+            .iter()
+            .partition(|(_, _, bytes)| *bytes >= hash::PARALLEL_THRESHOLD);
+        let mut results: Vec<Result<(u64, Option<Problem>)>> = large
+            .iter()
+            .map(|(digest, size, bytes)| Ok((*bytes, check(digest, *size)?)))
+            .collect();
+        results.par_extend(
+            small
+                .par_iter()
+                .map(|(digest, size, bytes)| Ok((*bytes, check(digest, *size)?))),
+        );
+        results
+    }
+
+    /// The packed bytes of `digest`, if packed. A pack that cannot be read is passed over
+    /// when a loose copy exists, so that one damaged file does not stop every read.
+    fn read_packed(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        match self.pack.get(digest) {
+            Ok(found) => Ok(found),
+            Err(_) if self.loose_size_of(digest)?.is_some() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Readers use the packed copy of an object unless it is damaged and a loose copy exists
     /// (which is then read, and verified, instead).
     fn packed_copy_is_the_one_to_read(&self, digest: &Digest, data: &[u8]) -> Result<bool> {
@@ -845,9 +890,11 @@ impl ObjectStore for LocalStore {
     }
 
     fn size_of(&self, digest: &Digest) -> Result<Option<u64>> {
-        match self.pack.size_of(digest)? {
-            Some(size) => Ok(Some(size)),
-            None => self.loose_size_of(digest),
+        match (self.pack.size_of(digest), self.loose_size_of(digest)?) {
+            (Ok(Some(size)), _) => Ok(Some(size)),
+            (_, Some(size)) => Ok(Some(size)),
+            (Ok(None), None) => Ok(None),
+            (Err(e), None) => Err(e),
         }
     }
 
@@ -858,7 +905,7 @@ impl ObjectStore for LocalStore {
         overwrite: bool,
         progress: &Progress,
     ) -> Result<u64> {
-        if let Some(data) = self.pack.get(digest)? {
+        if let Some(data) = self.read_packed(digest)? {
             if self.packed_copy_is_the_one_to_read(digest, &data)? {
                 return self.export_packed(digest, &data, dest, overwrite, progress);
             }
@@ -899,7 +946,7 @@ impl ObjectStore for LocalStore {
     }
 
     fn get_bytes(&self, digest: &Digest, max_len: u64) -> Result<Vec<u8>> {
-        if let Some(data) = self.pack.get(digest)? {
+        if let Some(data) = self.read_packed(digest)? {
             if self.packed_copy_is_the_one_to_read(digest, &data)? {
                 let actual = hash::hash_slice(&data);
                 if actual != *digest {
@@ -962,49 +1009,73 @@ impl ObjectStore for LocalStore {
     }
 
     fn verify(&self, expected: &[Expected], progress: &Progress) -> Result<VerifyReport> {
-        let sizes: Vec<u64> = expected
+        let jobs: Vec<(Digest, Option<u64>, u64)> = expected
             .iter()
-            .map(|e| self.size_of(&e.digest).ok().flatten().unwrap_or(0))
+            .map(|e| {
+                (
+                    e.digest,
+                    e.size,
+                    self.size_of(&e.digest).ok().flatten().unwrap_or(0),
+                )
+            })
             .collect();
-        progress.add_total(sizes.iter().sum());
-        let results: Vec<Result<(u64, Option<Problem>)>> = expected
-            .par_iter()
-            .zip(sizes.par_iter())
-            .map(|(e, &bytes)| Ok((bytes, self.check_object(&e.digest, e.size, progress)?)))
-            .collect();
+        progress.add_total(jobs.iter().map(|j| j.2).sum());
+        let results = self.check_many(&jobs, |digest, size| {
+            self.check_object(digest, size, progress)
+        });
         collect_report(results, Vec::new())
     }
 
     fn verify_all(&self, progress: &Progress) -> Result<VerifyReport> {
         let (objects, strays) = self.scan()?;
-        progress.add_total(objects.iter().map(|o| o.size).sum());
-        let packed = self.pack.list()?;
-        progress.add_total(packed.iter().map(|o| o.size).sum());
-        let results: Vec<Result<(u64, Option<Problem>)>> = objects
-            .par_iter()
-            .map(|o| Ok((o.size, self.check_loose(&o.digest, None, progress)?)))
-            .collect();
-        let mut report = collect_report(results, strays)?;
-        self.pack.for_each(|object| {
-            progress.check()?;
-            report.checked += 1;
-            report.bytes += object.data.len() as u64;
-            progress.advance(object.data.len() as u64);
-            match object.digest {
-                Some(digest) => {
-                    report
-                        .problems
-                        .extend(self.check_packed(&digest, object.data, None))
-                }
-                None => report.problems.push(Problem {
-                    kind: ProblemKind::Stray,
-                    digest: None,
-                    path: self.pack.path().to_path_buf(),
-                    detail: "a packed row whose address is not 32 bytes".into(),
-                }),
+        let mut problems = strays;
+        let pack_problem = |e: CoreError| Problem {
+            kind: ProblemKind::Unreadable,
+            digest: None,
+            path: self.pack.path().to_path_buf(),
+            detail: format!("the pack of small objects cannot be read: {e}"),
+        };
+        let (packed, pack_readable) = match self.pack.list() {
+            Ok(packed) => (packed, true),
+            Err(e) => {
+                problems.push(pack_problem(e));
+                (Vec::new(), false)
             }
+        };
+        progress.add_total(objects.iter().chain(&packed).map(|o| o.size).sum());
+        let jobs: Vec<(Digest, Option<u64>, u64)> =
+            objects.iter().map(|o| (o.digest, None, o.size)).collect();
+        let results = self.check_many(&jobs, |digest, _| self.check_loose(digest, None, progress));
+        let mut report = collect_report(results, problems)?;
+        let walked = if !pack_readable {
             Ok(())
-        })?;
+        } else {
+            self.pack.for_each(|object| {
+                progress.check()?;
+                report.checked += 1;
+                report.bytes += object.data.len() as u64;
+                progress.advance(object.data.len() as u64);
+                match object.digest {
+                    Some(digest) => {
+                        report
+                            .problems
+                            .extend(self.check_packed(&digest, object.data, None))
+                    }
+                    None => report.problems.push(Problem {
+                        kind: ProblemKind::Stray,
+                        digest: None,
+                        path: self.pack.path().to_path_buf(),
+                        detail: "a packed row whose address is not 32 bytes".into(),
+                    }),
+                }
+                Ok(())
+            })
+        };
+        match walked {
+            Ok(()) => {}
+            Err(CoreError::Cancelled) => return Err(CoreError::Cancelled),
+            Err(e) => report.problems.push(pack_problem(e)),
+        }
         report
             .problems
             .sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));

@@ -192,17 +192,11 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         source: &Path,
         progress: &Progress,
         batch: &SyncBatch,
-    ) -> Result<PutOutcome> {
-        let _ = batch;
-        self.put_open_file(file, meta, source, progress)
-    }
+    ) -> Result<PutOutcome>;
 
     /// Make everything written under `batch` durable. Must return before any metadata
     /// references those objects.
-    fn finish_batch(&self, batch: &SyncBatch) -> Result<()> {
-        let _ = batch;
-        Ok(())
-    }
+    fn finish_batch(&self, batch: &SyncBatch) -> Result<()>;
 
     /// True when an object file with this address exists (its bytes are not checked).
     fn contains(&self, digest: &Digest) -> Result<bool>;

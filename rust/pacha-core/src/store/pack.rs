@@ -20,7 +20,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::ObjectInfo;
 use crate::db::{db_error, retry_busy, BUSY_TIMEOUT};
-use crate::fsutil::ensure_dir;
+use crate::fsutil::{ensure_dir, sync_dir};
 use crate::{Digest, Result};
 
 /// Objects up to this size, written as part of a batch, are packed.
@@ -32,6 +32,14 @@ const PACK_FILE: &str = "small.sqlite";
 /// Larger pages than SQLite's default 4 KiB, so that a 4 KiB object fits in one page with
 /// its neighbours instead of spilling into an overflow page of its own.
 const PAGE_SIZE: u32 = 16 * 1024;
+
+/// The rollback journal is kept between transactions (PERSIST) but cut back to this size, so
+/// that one large deletion by gc does not leave a large journal behind.
+const JOURNAL_LIMIT: u64 = 4 << 20;
+
+/// Rows read per transaction when walking the whole pack, so that a long walk (verify) never
+/// holds a read lock that would keep writers (and, behind them, readers) waiting.
+pub(crate) const WALK_ROWS: i64 = 256;
 
 /// SQLite's page cache for the pack, in KiB: more than one batch flush of dirty pages.
 const CACHE_KIB: u32 = 24 * 1024;
@@ -96,16 +104,21 @@ impl Pack {
         if !create && !self.exists.load(Ordering::Relaxed) && !self.path.exists() {
             return Ok(None);
         }
-        ensure_dir(&self.dir)?;
-        // Created private to its owner before SQLite opens it (SQLite gives its -wal and
-        // -shm companions the same mode). The registry directory is 0700 anyway.
+        if ensure_dir(&self.dir)? {
+            if let Some(store_root) = self.dir.parent() {
+                sync_dir(store_root)?;
+            }
+        }
+        // Created private to its owner before SQLite opens it (SQLite gives its journal the
+        // same mode). The registry directory is 0700 anyway. Its directory entry is made
+        // durable here: SQLite syncs the file and its journal's entry, not the file's own.
         match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&self.path)
         {
-            Ok(_) => {}
+            Ok(_) => sync_dir(&self.dir)?,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(crate::CoreError::io(&self.path, e)),
         }
@@ -120,6 +133,7 @@ impl Pack {
                 "PRAGMA page_size = {PAGE_SIZE};
                  PRAGMA auto_vacuum = INCREMENTAL;
                  PRAGMA journal_mode = PERSIST;
+                 PRAGMA journal_size_limit = {JOURNAL_LIMIT};
                  PRAGMA synchronous = FULL;
                  PRAGMA cache_size = -{CACHE_KIB};
                  {SCHEMA};"
@@ -250,37 +264,52 @@ impl Pack {
             .unwrap_or_default())
     }
 
-    /// Visit every packed object, in address order, with a bounded amount in memory (one
-    /// object of at most [`PACK_MAX`] bytes at a time).
+    /// Visit every packed object, in address order, a few hundred rows per read transaction
+    /// (at most [`WALK_ROWS`] objects of at most [`PACK_MAX`] bytes in memory). Rows added or
+    /// removed meanwhile may or may not be visited.
     pub(crate) fn for_each(
         &self,
         mut visit: impl FnMut(PackedObject<'_>) -> Result<()>,
     ) -> Result<()> {
-        let Some(mut guard) = self.connection(false)? else {
-            return Ok(());
-        };
-        let Some(conn) = guard.as_mut() else {
-            return Ok(());
-        };
-        let mut stmt = conn
-            .prepare("SELECT digest, data FROM objects ORDER BY digest")
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let digest = row
-                .get_ref(0)
-                .ok()
-                .and_then(|v| v.as_blob().ok())
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .map(Digest::from_bytes);
-            let data = row
-                .get_ref(1)
-                .map_err(|e| self.err(e))?
-                .as_blob()
-                .unwrap_or_default();
-            visit(PackedObject { digest, data })?;
+        let mut after: Vec<u8> = Vec::new();
+        loop {
+            let page = self.with(false, |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT digest, data FROM objects WHERE digest > ?1 ORDER BY digest LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![after, WALK_ROWS], |r| {
+                    let digest = match r.get_ref(0)? {
+                        rusqlite::types::ValueRef::Blob(b) => b.to_vec(),
+                        other => other.as_bytes().map(<[u8]>::to_vec).unwrap_or_default(),
+                    };
+                    let data = r
+                        .get_ref(1)?
+                        .as_blob()
+                        .map(<[u8]>::to_vec)
+                        .unwrap_or_default();
+                    Ok((digest, data))
+                })?;
+                rows.collect::<rusqlite::Result<Vec<(Vec<u8>, Vec<u8>)>>>()
+            })?;
+            let Some(page) = page else {
+                return Ok(());
+            };
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            let next = last.clone();
+            for (digest, data) in &page {
+                let digest = <[u8; 32]>::try_from(digest.as_slice())
+                    .ok()
+                    .map(Digest::from_bytes);
+                visit(PackedObject { digest, data })?;
+            }
+            if next <= after {
+                // A row whose address is not a blob sorts apart; never loop on it.
+                return Ok(());
+            }
+            after = next;
         }
-        Ok(())
     }
 
     /// Delete the packed copies of `digests`; returns the bytes freed. The file's free pages

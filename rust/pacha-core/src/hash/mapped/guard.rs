@@ -12,16 +12,45 @@ use std::sync::OnceLock;
 /// Maps that can be guarded at once; a hash that finds no free slot reads instead.
 const SLOTS: usize = 64;
 
+/// One registered map. `start` and `len` are published under a sequence lock: `version` is
+/// odd while they change, so the handler never pairs one map's start with another's length.
 struct Slot {
-    /// 0 when free; otherwise the map's first byte (set last, cleared first).
+    version: AtomicUsize,
+    /// 0 when free; otherwise the map's first byte.
     start: AtomicUsize,
     len: AtomicUsize,
     faulted: AtomicBool,
     taken: AtomicBool,
 }
 
+impl Slot {
+    /// Publish (or with `start == 0`, withdraw) a map; only the slot's owner calls this.
+    fn publish(&self, start: usize, len: usize) {
+        self.version.fetch_add(1, Ordering::SeqCst);
+        self.start.store(start, Ordering::SeqCst);
+        self.len.store(len, Ordering::SeqCst);
+        self.version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The published map, read consistently; `None` when free or being changed (a map being
+    /// published or withdrawn is not being read, so it cannot be the one that faulted).
+    fn read(&self) -> Option<(usize, usize)> {
+        let before = self.version.load(Ordering::SeqCst);
+        if before % 2 == 1 {
+            return None;
+        }
+        let start = self.start.load(Ordering::SeqCst);
+        let len = self.len.load(Ordering::SeqCst);
+        if self.version.load(Ordering::SeqCst) != before || start == 0 {
+            return None;
+        }
+        Some((start, len))
+    }
+}
+
 #[allow(clippy::declare_interior_mutable_const)]
 const FREE: Slot = Slot {
+    version: AtomicUsize::new(0),
     start: AtomicUsize::new(0),
     len: AtomicUsize::new(0),
     faulted: AtomicBool::new(false),
@@ -79,8 +108,7 @@ impl Registered {
                 .is_ok()
         })?;
         slot.faulted.store(false, Ordering::SeqCst);
-        slot.len.store(len, Ordering::SeqCst);
-        slot.start.store(start, Ordering::SeqCst);
+        slot.publish(start, len);
         Some(Registered { slot })
     }
 
@@ -92,7 +120,7 @@ impl Registered {
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.slot.start.store(0, Ordering::SeqCst);
+        self.slot.publish(0, 0);
         self.slot.taken.store(false, Ordering::Release);
     }
 }
@@ -103,12 +131,15 @@ extern "C" fn on_sigbus(
     context: *mut libc::c_void,
 ) {
     // SAFETY: the kernel passes a valid siginfo for a SA_SIGINFO handler.
-    let address = unsafe { (*info).si_addr() } as usize;
+    let (code, address) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    // Only a fault (si_code > 0) has an address; a SIGBUS sent with kill() is never ours.
+    let address = if code > 0 { address } else { 0 };
     let page = PAGE_SIZE.load(Ordering::Relaxed);
     for slot in &TABLE {
-        let start = slot.start.load(Ordering::SeqCst);
-        let len = slot.len.load(Ordering::SeqCst);
-        if start == 0 || address < start || address - start >= len {
+        let Some((start, len)) = slot.read() else {
+            continue;
+        };
+        if address < start || address - start >= len {
             continue;
         }
         let from = address & !(page - 1);
@@ -156,13 +187,18 @@ extern "C" fn on_sigbus(
             }
         }
         _ => {
-            // SAFETY: restoring the default disposition; the faulting instruction runs again
-            // on return and the default action (terminate, core) takes place.
+            // SAFETY: restoring the default disposition. A faulting instruction runs again on
+            // return and the default action (terminate, core) takes place; a signal that was
+            // sent is raised again to the same effect. The guard is gone from then on, which
+            // does not matter: the process is ending.
             unsafe {
                 let mut default: libc::sigaction = std::mem::zeroed();
                 default.sa_sigaction = libc::SIG_DFL;
                 libc::sigemptyset(&mut default.sa_mask);
                 libc::sigaction(libc::SIGBUS, &default, std::ptr::null_mut());
+                if code <= 0 {
+                    libc::raise(signal);
+                }
             }
         }
     }

@@ -195,18 +195,39 @@ fn damage_to_a_packed_object_is_reported_refused_and_repaired() {
 }
 
 #[test]
-fn remove_deletes_packed_and_loose_copies() {
+fn a_batch_reuses_a_loose_copy_instead_of_packing_a_second_one() {
     let (dir, store) = fresh();
     let data = pattern(2000, 8);
-    // A loose copy (a single-file put) and a packed one (a batch) of the same bytes.
     let src = dir.path().join("single");
     fs::write(&src, &data).expect("write");
     let single = store.put_file(&src, &Progress::new()).expect("put");
     let batch = SyncBatch::new();
-    let packed = put(&store, dir.path(), &batch, &data);
+    let outcome = put(&store, dir.path(), &batch, &data);
+    store.finish_batch(&batch).expect("finish");
+    assert_eq!(outcome.digest, single.digest);
+    assert!(
+        batch.take_written().is_empty(),
+        "a failed batch must not remove the loose copy"
+    );
+    assert!(store.pack.get(&single.digest).expect("get").is_none());
+}
+
+#[test]
+fn remove_deletes_packed_and_loose_copies() {
+    let (dir, store) = fresh();
+    let data = pattern(2000, 8);
+    // A loose copy, and a packed one written directly (as a registry from before the loose
+    // check could hold).
+    let src = dir.path().join("single");
+    fs::write(&src, &data).expect("write");
+    let single = store.put_file(&src, &Progress::new()).expect("put");
+    store
+        .pack
+        .write(&mut [(single.digest, data.clone())])
+        .expect("pack");
+    let batch = SyncBatch::new();
     let other = put(&store, dir.path(), &batch, &pattern(10, 9));
     store.finish_batch(&batch).expect("finish");
-    assert_eq!(single.digest, packed.digest);
     assert_eq!(
         store.list().expect("list").len(),
         2,
@@ -214,16 +235,68 @@ fn remove_deletes_packed_and_loose_copies() {
     );
 
     let freed = store
-        .remove(&[packed.digest, packed.digest])
+        .remove(&[single.digest, single.digest])
         .expect("remove");
     assert_eq!(
         freed,
         2 * data.len() as u64,
         "both copies freed, a repeat is skipped"
     );
-    assert!(!store.contains(&packed.digest).expect("contains"));
+    assert!(!store.contains(&single.digest).expect("contains"));
     assert!(store.contains(&other.digest).expect("contains"));
-    assert_eq!(store.remove(&[packed.digest]).expect("again"), 0);
+    assert_eq!(store.remove(&[single.digest]).expect("again"), 0);
+}
+
+#[test]
+fn verify_walks_a_pack_larger_than_one_read() {
+    let (dir, store) = fresh();
+    let batch = SyncBatch::new();
+    let count = 3 * super::super::pack::WALK_ROWS as usize + 7;
+    for seed in 0..count {
+        let mut data = pattern(64, 1);
+        data[..8].copy_from_slice(&(seed as u64).to_le_bytes());
+        put(&store, dir.path(), &batch, &data);
+    }
+    store.finish_batch(&batch).expect("finish");
+    let report = store.verify_all(&Progress::new()).expect("verify");
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.checked, count as u64);
+}
+
+#[test]
+fn an_unreadable_pack_does_not_stop_loose_objects() {
+    let (dir, store) = fresh();
+    let loose = dir.path().join("loose");
+    fs::write(&loose, pattern(3000, 11)).expect("write");
+    let single = store.put_file(&loose, &Progress::new()).expect("put");
+    let batch = SyncBatch::new();
+    let packed = put(&store, dir.path(), &batch, &pattern(100, 12));
+    store.finish_batch(&batch).expect("finish");
+    let pack_path = store.pack.path().to_path_buf();
+    drop(store);
+    fs::write(&pack_path, vec![0x5a; 64 * 1024]).expect("clobber the pack");
+
+    let store = LocalStore::open(dir.path().join("objects")).expect("open");
+    let out = dir.path().join("out");
+    store
+        .export(&single.digest, &out, false, &Progress::new())
+        .expect("a loose object still exports");
+    assert_eq!(store.size_of(&single.digest).expect("size"), Some(3000));
+    assert!(store
+        .export(
+            &packed.digest,
+            &dir.path().join("p"),
+            false,
+            &Progress::new()
+        )
+        .is_err());
+    let report = store
+        .verify_all(&Progress::new())
+        .expect("verify keeps going");
+    assert_eq!(report.checked, 1, "the loose object was checked");
+    assert_eq!(report.problems.len(), 1, "{report:?}");
+    assert_eq!(report.problems[0].kind, ProblemKind::Unreadable);
+    assert_eq!(report.problems[0].path, pack_path);
 }
 
 #[test]
