@@ -62,8 +62,23 @@ static PAGE_SIZE: AtomicUsize = AtomicUsize::new(4096);
 /// The SIGBUS disposition found when ours was installed (`None`: installation failed).
 static PREVIOUS: OnceLock<Option<libc::sigaction>> = OnceLock::new();
 
-/// Install the handler once per process; false if that failed (then nothing is mapped).
+/// Install the handler once per process, and check that it is still the one in place
+/// (Python's `faulthandler.enable()`, called later, would have replaced it). False if not:
+/// then nothing is mapped, and files are read instead.
 pub(super) fn install() -> bool {
+    installed() && is_in_place()
+}
+
+fn is_in_place() -> bool {
+    // SAFETY: a query only (no new action); `current` is a plain C struct the call fills.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut current) == 0
+            && current.sa_sigaction == on_sigbus as *const () as usize
+    }
+}
+
+fn installed() -> bool {
     PREVIOUS
         .get_or_init(|| {
             // SAFETY: sysconf only reads its argument.
