@@ -66,11 +66,11 @@ def _writable(registry: Path) -> Iterator[sqlite3.Connection]:
 
 
 def _rows(registry: Path) -> Rows:
-    """Every packed row: hex address -> (size column, bytes)."""
+    """Every packed row: hex address -> (length of the stored bytes, bytes)."""
     if not _pack(registry).exists():
         return {}
     with _read_only(registry) as connection:
-        rows = connection.execute("SELECT digest, size, data FROM objects").fetchall()
+        rows = connection.execute("SELECT digest, length(data), data FROM objects").fetchall()
     return {bytes(digest).hex(): (size, bytes(data)) for digest, size, data in rows}
 
 

@@ -212,5 +212,32 @@ fn update_mapped_between(
     })
 }
 
+/// For tests here and in `store::copy`: open the file at `path` for writing (truncating it
+/// if asked) from a new thread, and return once that open is waiting for the lease `leased`
+/// holds. The thread finishes when the lease is released.
+#[cfg(test)]
+pub(crate) fn start_waiting_writer(
+    leased: &File,
+    path: &Path,
+    truncate: bool,
+) -> std::thread::JoinHandle<std::io::Result<()>> {
+    let path = path.to_path_buf();
+    let writer = std::thread::spawn(move || {
+        File::options()
+            .write(true)
+            .truncate(truncate)
+            .open(path)
+            .map(drop)
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // SAFETY: F_GETLEASE on an open descriptor.
+    while unsafe { libc::fcntl(leased.as_raw_fd(), libc::F_GETLEASE) } == libc::F_RDLCK
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    writer
+}
+
 #[cfg(test)]
 mod tests;

@@ -234,26 +234,28 @@ mod tests {
     use super::*;
     use crate::{hash, Digest};
 
-    #[test]
-    fn a_copy_interrupted_by_a_waiting_writer_goes_on_by_reading() {
-        use std::os::fd::AsRawFd;
-
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data: Vec<u8> = (0..(5 * MAPPED_CHUNK + 99))
-            .map(|i| (i * 11 % 241) as u8)
-            .collect();
-        let path = dir.path().join("src");
+    /// A source file of `len` patterned bytes in `dir`, and those bytes.
+    fn source(dir: &Path, len: usize, step: usize) -> (std::path::PathBuf, Vec<u8>) {
+        let data: Vec<u8> = (0..len).map(|i| (i * step % 241) as u8).collect();
+        let path = dir.join("src");
         File::create(&path)
             .and_then(|mut f| f.write_all(&data))
             .expect("write");
+        (path, data)
+    }
+
+    #[test]
+    fn a_copy_interrupted_by_a_waiting_writer_goes_on_by_reading() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, data) = source(dir.path(), 5 * MAPPED_CHUNK + 99, 11);
+        let expected = hash::hash_slice(&data);
         let mut src = File::open(&path).expect("open");
-        let lease_fd = src.as_raw_fd();
+        let leased = src.try_clone().expect("clone");
         let dst_path = dir.path().join("dst");
         let mut dst = File::create(&dst_path).expect("create");
         let mut hasher = blake3::Hasher::new();
         let mut chunks = 0;
         let mut writer = None;
-        let writer_path = path.clone();
         let n = copy_hashing_between(
             &mut src,
             &path,
@@ -265,25 +267,18 @@ mod tests {
                 chunks += 1;
                 if chunks == 2 {
                     // Opening for writing waits for the lease; it changes nothing.
-                    let path = writer_path.clone();
-                    writer = Some(std::thread::spawn(move || {
-                        File::options().write(true).open(path).map(drop)
-                    }));
-                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-                    // SAFETY: F_GETLEASE on an open descriptor.
-                    while unsafe { libc::fcntl(lease_fd, libc::F_GETLEASE) } == libc::F_RDLCK
-                        && std::time::Instant::now() < deadline
-                    {
-                        std::thread::sleep(std::time::Duration::from_millis(1));
-                    }
+                    writer = Some(mapped::start_waiting_writer(&leased, &path, false));
                 }
             },
         )
         .expect("copy");
         assert_eq!(chunks, 2, "the map was abandoned once the writer waited");
         assert_eq!(n, data.len() as u64);
-        assert_eq!(Digest::from(hasher.finalize()), hash::hash_slice(&data));
-        assert_eq!(fs_read(&dst_path), data);
+        assert_eq!(Digest::from(hasher.finalize()), expected);
+        assert_eq!(
+            hash::hash_file(&dst_path, &Progress::new()).expect("hash"),
+            expected
+        );
         writer
             .expect("started")
             .join()
@@ -291,20 +286,10 @@ mod tests {
             .expect("opened");
     }
 
-    fn fs_read(path: &Path) -> Vec<u8> {
-        std::fs::read(path).expect("read")
-    }
-
     #[test]
     fn copy_pipeline_agrees_with_the_one_shot_hash() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let data: Vec<u8> = (0..(37 * CHUNK + 12345))
-            .map(|i| (i * 7 % 253) as u8)
-            .collect();
-        let path = dir.path().join("src");
-        File::create(&path)
-            .and_then(|mut f| f.write_all(&data))
-            .expect("write");
+        let (path, data) = source(dir.path(), 37 * CHUNK + 12345, 7);
         let expected = hash::hash_slice(&data);
 
         let progress = Progress::new();

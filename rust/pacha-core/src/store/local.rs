@@ -343,13 +343,18 @@ impl LocalStore {
         pending.bytes += data.len();
         pending.rows.push((digest, data));
         if pending.bytes >= PACK_FLUSH_BYTES {
-            let mut rows = std::mem::take(&mut pending.rows);
-            pending.bytes = 0;
+            let rows = pending.take_rows();
             drop(pending);
-            let written = self.pack.write(&mut rows)?;
-            batch.small().written.extend(written);
+            self.write_packed(batch, rows)?;
         }
         Ok(outcome)
+    }
+
+    /// Write a batch's pending rows to the pack and note what they really stored.
+    fn write_packed(&self, batch: &SyncBatch, mut rows: Vec<(Digest, Vec<u8>)>) -> Result<()> {
+        let written = self.pack.write(&mut rows)?;
+        batch.small().written.extend(written);
+        Ok(())
     }
 
     /// The size of the loose copy of `digest`, `None` when there is none.
@@ -732,27 +737,33 @@ impl LocalStore {
         results
     }
 
-    /// The packed bytes of `digest`, if packed. A pack that cannot be read is passed over
-    /// when a loose copy exists, so that one damaged file does not stop every read.
+    /// The packed bytes of `digest`, verified against it, when they are the copy to read:
+    /// `None` when it is not packed, or when the packed copy is damaged or the pack cannot be
+    /// read and a loose copy exists (which is then read, and verified, instead). A damaged
+    /// packed copy with nothing else to read is an integrity error.
     fn read_packed(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
-        match self.pack.get(digest) {
-            Ok(found) => Ok(found),
-            Err(_) if self.loose_size_of(digest)?.is_some() => Ok(None),
-            Err(e) => Err(e),
+        let data = match self.pack.get(digest) {
+            Ok(Some(data)) => data,
+            Ok(None) => return Ok(None),
+            Err(_) if self.loose_size_of(digest)?.is_some() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let actual = hash::hash_slice(&data);
+        if actual == *digest {
+            return Ok(Some(data));
         }
+        if self.loose_size_of(digest)?.is_some() {
+            return Ok(None);
+        }
+        Err(CoreError::Integrity {
+            expected: *digest,
+            actual,
+            path: self.pack.path().to_path_buf(),
+        })
     }
 
-    /// Readers use the packed copy of an object unless it is damaged and a loose copy exists
-    /// (which is then read, and verified, instead).
-    fn packed_copy_is_the_one_to_read(&self, digest: &Digest, data: &[u8]) -> Result<bool> {
-        Ok(hash::hash_slice(data) == *digest || self.loose_size_of(digest)?.is_none())
-    }
-
-    /// Export a packed object: its bytes (at most [`PACK_MAX`]) are checked before anything is
-    /// written.
+    /// Export a packed object's bytes (at most [`PACK_MAX`], verified by [`Self::read_packed`]).
     fn export_packed(
-        &self,
-        digest: &Digest,
         data: &[u8],
         dest: &Path,
         overwrite: bool,
@@ -760,14 +771,6 @@ impl LocalStore {
     ) -> Result<u64> {
         let parent = Self::export_parent(dest, overwrite)?;
         progress.add_total(data.len() as u64);
-        let actual = hash::hash_slice(data);
-        if actual != *digest {
-            return Err(CoreError::Integrity {
-                expected: *digest,
-                actual,
-                path: self.pack.path().to_path_buf(),
-            });
-        }
         let mut tmp = Self::export_temp(&parent)?;
         tmp.write_all(data).at(tmp.path())?;
         progress.advance(data.len() as u64);
@@ -872,13 +875,8 @@ impl ObjectStore for LocalStore {
     }
 
     fn finish_batch(&self, batch: &SyncBatch) -> Result<()> {
-        let mut rows = {
-            let mut pending = batch.small();
-            pending.bytes = 0;
-            std::mem::take(&mut pending.rows)
-        };
-        let written = self.pack.write(&mut rows)?;
-        batch.small().written.extend(written);
+        let rows = batch.small().take_rows();
+        self.write_packed(batch, rows)?;
         if batch.take() {
             crate::fsutil::sync_filesystem(&self.root)?;
         }
@@ -906,9 +904,7 @@ impl ObjectStore for LocalStore {
         progress: &Progress,
     ) -> Result<u64> {
         if let Some(data) = self.read_packed(digest)? {
-            if self.packed_copy_is_the_one_to_read(digest, &data)? {
-                return self.export_packed(digest, &data, dest, overwrite, progress);
-            }
+            return Self::export_packed(&data, dest, overwrite, progress);
         }
         let object_path = self.object_path(digest);
         let (mut src, meta) = match open_regular(&object_path) {
@@ -947,25 +943,15 @@ impl ObjectStore for LocalStore {
 
     fn get_bytes(&self, digest: &Digest, max_len: u64) -> Result<Vec<u8>> {
         if let Some(data) = self.read_packed(digest)? {
-            if self.packed_copy_is_the_one_to_read(digest, &data)? {
-                let actual = hash::hash_slice(&data);
-                if actual != *digest {
-                    return Err(CoreError::Integrity {
-                        expected: *digest,
-                        actual,
-                        path: self.pack.path().to_path_buf(),
-                    });
-                }
-                if data.len() as u64 > max_len {
-                    return Err(CoreError::Corrupt {
-                        message: format!(
-                            "object {digest} is {} bytes, more than the {max_len} expected here",
-                            data.len()
-                        ),
-                    });
-                }
-                return Ok(data);
+            if data.len() as u64 > max_len {
+                return Err(CoreError::Corrupt {
+                    message: format!(
+                        "object {digest} is {} bytes, more than the {max_len} expected here",
+                        data.len()
+                    ),
+                });
             }
+            return Ok(data);
         }
         let path = self.object_path(digest);
         let (mut file, meta) = match open_regular(&path) {
@@ -1027,59 +1013,50 @@ impl ObjectStore for LocalStore {
     }
 
     fn verify_all(&self, progress: &Progress) -> Result<VerifyReport> {
-        let (objects, strays) = self.scan()?;
-        let mut problems = strays;
+        let (objects, mut problems) = self.scan()?;
         let pack_problem = |e: CoreError| Problem {
             kind: ProblemKind::Unreadable,
             digest: None,
             path: self.pack.path().to_path_buf(),
             detail: format!("the pack of small objects cannot be read: {e}"),
         };
-        let (packed, pack_readable) = match self.pack.list() {
-            Ok(packed) => (packed, true),
+        let packed = match self.pack.list() {
+            Ok(packed) => Some(packed),
             Err(e) => {
                 problems.push(pack_problem(e));
-                (Vec::new(), false)
+                None
             }
         };
-        progress.add_total(objects.iter().chain(&packed).map(|o| o.size).sum());
+        let packed_bytes: u64 = packed.iter().flatten().map(|o| o.size).sum();
+        progress.add_total(objects.iter().map(|o| o.size).sum::<u64>() + packed_bytes);
         let jobs: Vec<(Digest, Option<u64>, u64)> =
             objects.iter().map(|o| (o.digest, None, o.size)).collect();
-        let results = self.check_many(&jobs, |digest, _| self.check_loose(digest, None, progress));
-        let mut report = collect_report(results, problems)?;
-        let walked = if !pack_readable {
-            Ok(())
-        } else {
-            self.pack.for_each(|object| {
+        let mut results =
+            self.check_many(&jobs, |digest, _| self.check_loose(digest, None, progress));
+        if packed.is_some() {
+            let walked = self.pack.for_each(|object| {
                 progress.check()?;
-                report.checked += 1;
-                report.bytes += object.data.len() as u64;
-                progress.advance(object.data.len() as u64);
-                match object.digest {
-                    Some(digest) => {
-                        report
-                            .problems
-                            .extend(self.check_packed(&digest, object.data, None))
-                    }
-                    None => report.problems.push(Problem {
+                let len = object.data.len() as u64;
+                progress.advance(len);
+                let problem = match object.digest {
+                    Some(digest) => self.check_packed(&digest, object.data, None),
+                    None => Some(Problem {
                         kind: ProblemKind::Stray,
                         digest: None,
                         path: self.pack.path().to_path_buf(),
                         detail: "a packed row whose address is not 32 bytes".into(),
                     }),
-                }
+                };
+                results.push(Ok((len, problem)));
                 Ok(())
-            })
-        };
-        match walked {
-            Ok(()) => {}
-            Err(CoreError::Cancelled) => return Err(CoreError::Cancelled),
-            Err(e) => report.problems.push(pack_problem(e)),
+            });
+            match walked {
+                Ok(()) => {}
+                Err(CoreError::Cancelled) => return Err(CoreError::Cancelled),
+                Err(e) => problems.push(pack_problem(e)),
+            }
         }
-        report
-            .problems
-            .sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
-        Ok(report)
+        collect_report(results, problems)
     }
 }
 

@@ -130,6 +130,14 @@ pub(crate) struct PendingSmall {
     pub written: Vec<Digest>,
 }
 
+impl PendingSmall {
+    /// The pending rows, to be written now.
+    pub fn take_rows(&mut self) -> Vec<(Digest, Vec<u8>)> {
+        self.bytes = 0;
+        std::mem::take(&mut self.rows)
+    }
+}
+
 impl SyncBatch {
     pub fn new() -> Self {
         Self::default()

@@ -12,7 +12,6 @@
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -46,7 +45,6 @@ const CACHE_KIB: u32 = 24 * 1024;
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS objects (
     digest BLOB PRIMARY KEY NOT NULL CHECK (length(digest) = 32),
-    size INTEGER NOT NULL,
     -- When the object was last written or reused (ms since the epoch), for gc's grace period.
     touched_ms INTEGER NOT NULL,
     -- Last, so that reading the other columns never touches the bytes.
@@ -64,10 +62,9 @@ pub(crate) struct PackedObject<'a> {
 pub(crate) struct Pack {
     dir: PathBuf,
     path: PathBuf,
+    /// Opened on first use; until a pack exists, readers pay one `stat` per lookup, never
+    /// an SQLite open.
     conn: Mutex<Option<Connection>>,
-    /// Set once the pack file is known to exist: readers of a registry without packed
-    /// objects pay one `stat`, never an SQLite open.
-    exists: AtomicBool,
 }
 
 fn now_ms() -> i64 {
@@ -83,7 +80,6 @@ impl Pack {
             path: dir.join(PACK_FILE),
             dir,
             conn: Mutex::new(None),
-            exists: AtomicBool::new(false),
         }
     }
 
@@ -101,7 +97,7 @@ impl Pack {
         if guard.is_some() {
             return Ok(Some(guard));
         }
-        if !create && !self.exists.load(Ordering::Relaxed) && !self.path.exists() {
+        if !create && !self.path.exists() {
             return Ok(None);
         }
         if ensure_dir(&self.dir)? {
@@ -140,7 +136,6 @@ impl Pack {
             ))
             .map_err(|e| self.err(e))
         })?;
-        self.exists.store(true, Ordering::Relaxed);
         *guard = Some(conn);
         Ok(Some(guard))
     }
@@ -200,21 +195,20 @@ impl Pack {
             let mut written = Vec::new();
             {
                 let mut insert = tx.prepare_cached(
-                    "INSERT INTO objects (digest, size, touched_ms, data) VALUES (?1, ?2, ?3, ?4) \
+                    "INSERT INTO objects (digest, touched_ms, data) VALUES (?1, ?2, ?3) \
                      ON CONFLICT (digest) DO NOTHING",
                 )?;
                 let mut lookup = tx.prepare_cached("SELECT data FROM objects WHERE digest = ?1")?;
                 let mut touch =
                     tx.prepare_cached("UPDATE objects SET touched_ms = ?2 WHERE digest = ?1")?;
                 let mut repair = tx.prepare_cached(
-                    "UPDATE objects SET size = ?2, touched_ms = ?3, data = ?4 WHERE digest = ?1",
+                    "UPDATE objects SET touched_ms = ?2, data = ?3 WHERE digest = ?1",
                 )?;
                 for (digest, data) in rows.iter() {
                     let key = digest.as_bytes().as_slice();
-                    let size = data.len() as i64;
                     // New objects, the common case, cost one insert; only an address that is
                     // already packed is read back and compared.
-                    if insert.execute(params![key, size, now, data])? == 1 {
+                    if insert.execute(params![key, now, data])? == 1 {
                         written.push(*digest);
                         continue;
                     }
@@ -223,7 +217,7 @@ impl Pack {
                     if stored.as_deref() == Some(data.as_slice()) {
                         touch.execute(params![key, now])?;
                     } else {
-                        repair.execute(params![key, size, now, data])?;
+                        repair.execute(params![key, now, data])?;
                         written.push(*digest);
                     }
                 }

@@ -1,5 +1,4 @@
 use std::io::Write;
-use std::os::fd::AsRawFd;
 
 use super::*;
 use crate::hash;
@@ -54,7 +53,6 @@ fn a_waiting_writer_stops_the_map_after_one_chunk() {
     let len = 3 * CHUNK;
     let (path, data) = file_of(dir.path(), "f", len);
     let file = File::open(&path).expect("open");
-    let truncating = path.clone();
     let mut writer = None;
     let mut hasher = blake3::Hasher::new();
     let done = update_mapped_between(
@@ -65,22 +63,7 @@ fn a_waiting_writer_stops_the_map_after_one_chunk() {
         &Progress::new(),
         || {
             if writer.is_none() {
-                // Blocks in the kernel until the lease is released.
-                let path = truncating.clone();
-                writer = Some(std::thread::spawn(move || {
-                    File::options()
-                        .write(true)
-                        .truncate(true)
-                        .open(path)
-                        .map(drop)
-                }));
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-                // SAFETY: F_GETLEASE on an open descriptor.
-                while unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLEASE) } == libc::F_RDLCK
-                    && std::time::Instant::now() < deadline
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
+                writer = Some(start_waiting_writer(&file, &path, true));
             }
         },
     )
