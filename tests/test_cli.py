@@ -150,6 +150,12 @@ def test_corruption_fails_verify_and_get_leaves_nothing(
     ],
 )
 def test_store_errors_are_one_line(cli, args: tuple[str, ...], message: str) -> None:
+    if args[1] != "add":
+        # Commands that read never create a registry: without one, that is the error.
+        missing = cli(*args)
+        assert missing.returncode == 1
+        assert "there is no registry at" in one_error_line(missing.stderr)
+        assert cli("init").returncode == 0
     result = cli(*args)
     assert result.returncode == 1
     assert message in one_error_line(result.stderr)
@@ -164,7 +170,8 @@ def test_usage_errors_exit_2(cli) -> None:
 def test_init_and_registry_option(cli, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     result = cli("--registry", str(elsewhere), "init", "--json")
-    assert json.loads(result.stdout) == {"registry": str(elsewhere.resolve())}
+    assert json.loads(result.stdout) == {"registry": str(elsewhere.resolve()), "read_only": None}
+    assert (elsewhere / "registry.db").is_file()
     assert (elsewhere / "objects").is_dir()
     assert cli("--version").stdout.startswith("pacha ")
     assert "store" in cli("--help").stdout

@@ -16,13 +16,16 @@ __all__ = [
     "CancelledError",
     "DatabaseError",
     "IntegrityError",
+    "InternalError",
     "InvalidInputError",
     "InvalidTransitionError",
     "LineageCycleError",
     "NotFoundError",
     "PachaError",
+    "ReadOnlyRegistryError",
     "RegistryBusyError",
     "SourceChangedError",
+    "UnsafeRegistryError",
 ]
 
 
@@ -62,6 +65,21 @@ class RegistryBusyError(PachaError, TimeoutError):
 
 class DatabaseError(PachaError):
     """The registry database failed (unreadable file, newer schema than this pacha, ...)."""
+
+
+class UnsafeRegistryError(PachaError, PermissionError):
+    """A registry pacha will not use: a symbolic link it did not create where it keeps its
+    own files (never followed), or a directory every user can write to."""
+
+
+class ReadOnlyRegistryError(PachaError, PermissionError):
+    """A write to a registry that may only be read here: a read-only mount, a teammate's
+    registry that is not shared with your group, or one opened with ``read_only=True``."""
+
+
+class InternalError(PachaError):
+    """A bug in pacha (a panic in the native core, caught before it could crash the
+    process). Nothing was changed by the failed call; please report it."""
 
 
 class CancelledError(PachaError):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
-from pacha._core import ObjectStore
+if TYPE_CHECKING:
+    from pacha._core import ObjectStore
 
 __all__ = ["OBJECTS_DIR", "open_store", "registry_path"]
 
@@ -26,8 +27,11 @@ def registry_path(path: Optional[PathLike] = None) -> Path:
     return Path.home() / ".pacha"
 
 
-def open_store(registry: Optional[PathLike] = None) -> ObjectStore:
-    """Open the registry's object store, creating the registry (mode 0700) if needed."""
-    root = registry_path(registry)
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return ObjectStore(root / OBJECTS_DIR)
+def open_store(
+    registry: Optional[PathLike] = None, *, read_only: bool = False, create: bool = True
+) -> ObjectStore:
+    """The registry's object store; the registry is opened (and created, unless
+    ``create=False``) as `pacha.Registry` opens it."""
+    from pacha._core import Registry
+
+    return Registry(registry_path(registry), read_only=read_only, create=create).store

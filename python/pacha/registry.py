@@ -235,9 +235,20 @@ class Registry:
     every method that takes one also accepts a bare name plus ``version=``.
     """
 
-    def __init__(self, path: Optional[PathLike] = None) -> None:
+    def __init__(
+        self, path: Optional[PathLike] = None, *, read_only: bool = False, create: bool = True
+    ) -> None:
+        """Open the registry at ``path`` (default ``$PACHA_HOME``, else ``~/.pacha``), creating
+        it unless ``create=False``. A registry this user or file system may only read opens
+        read-only (`read_only_reason` says why; writes raise `ReadOnlyRegistryError`);
+        ``read_only=True`` opens it so on purpose and never changes anything."""
         self.path = registry_path(path)
-        self._core = _core.Registry(self.path)
+        self._core = _core.Registry(self.path, read_only=read_only, create=create)
+
+    @property
+    def read_only_reason(self) -> Optional[str]:
+        """Why this registry may only be read here, or None when it may be written."""
+        return self._core.read_only_reason
 
     def __repr__(self) -> str:
         return f"Registry({str(self.path)!r})"

@@ -142,14 +142,17 @@ def init(
     Example: pacha --registry ./reg init
     """
     from pacha.cli.output import print_json
-    from pacha.home import open_store, registry_path
+    from pacha.registry import Registry
 
-    path = registry_path(ctx.obj["registry"])
-    open_store(path)
+    registry = Registry(ctx.obj["registry"])
+    path = registry.path.resolve()
+    read_only = registry.read_only_reason
     if json_out:
-        print_json({"registry": str(path.resolve())})
+        print_json({"registry": str(path), "read_only": read_only})
+    elif read_only:
+        typer.echo(f"registry at {path} (read-only here: {read_only})")
     else:
-        typer.echo(f"registry ready at {path.resolve()}")
+        typer.echo(f"registry ready at {path}")
 
 
 @app.command("stats")
@@ -161,7 +164,7 @@ def stats(
     from pacha.cli.options import open_registry
     from pacha.cli.output import human_size, print_json
 
-    s = open_registry(ctx).stats()
+    s = open_registry(ctx, read_only=True).stats()
     if json_out:
         print_json(s.model_dump())
         return
@@ -190,7 +193,7 @@ def verify(
     from pacha.cli.output import human_size, print_json, stdout_console
     from pacha.cli.progress import transfer_progress
 
-    registry = open_registry(ctx)
+    registry = open_registry(ctx, create=False)
     with transfer_progress("verifying", quiet=quiet) as progress:
         result = registry.verify(refs or None, progress=progress)
     if json_out:
@@ -262,7 +265,7 @@ def gc(
     from pacha.cli.options import open_registry
     from pacha.cli.output import human_size, print_json
 
-    result = open_registry(ctx).gc(grace=_duration(grace), dry_run=dry_run)
+    result = open_registry(ctx, create=False).gc(grace=_duration(grace), dry_run=dry_run)
     if json_out:
         print_json(result.model_dump())
         return

@@ -378,7 +378,7 @@ def make_group(kind: str) -> typer.Typer:
         """List names, or the versions of NAME in precedence order (1.2.0 before 1.10.0)."""
         from pacha.cli.output import print_json
 
-        registry = open_registry(ctx)
+        registry = open_registry(ctx, read_only=True)
         tags = parse_pairs(tag, "tag")
         if name is None and stage is None and not tags:
             names = registry.name_records(kind)  # type: ignore[arg-type]
@@ -408,7 +408,7 @@ def make_group(kind: str) -> typer.Typer:
         """Show one version: digest, size, stage and its history, aliases, tags, card."""
         from pacha.cli.output import print_json
 
-        record = open_registry(ctx).version_record(kind, ref, version)  # type: ignore[arg-type]
+        record = open_registry(ctx, read_only=True).version_record(kind, ref, version)  # type: ignore[arg-type]
         if json_out:
             print_json(record)
         else:
@@ -430,7 +430,7 @@ def make_group(kind: str) -> typer.Typer:
         from pacha.cli.output import human_size, print_json
         from pacha.cli.progress import transfer_progress
 
-        registry = open_registry(ctx)
+        registry = open_registry(ctx, read_only=True)
         with transfer_progress(f"downloading {ref}", quiet=quiet) as progress:
             if kind == "model":
                 result: ArtifactVersion = registry.download_model(
@@ -474,7 +474,7 @@ def make_group(kind: str) -> typer.Typer:
         """Move a version to another lifecycle stage."""
         from pacha.cli.output import print_json
 
-        registry = open_registry(ctx)
+        registry = open_registry(ctx, create=False)
         if kind == "model":
             result: ArtifactVersion = registry.stage_model(
                 ref, target, version, archive_existing=archive_existing
@@ -501,12 +501,12 @@ def make_group(kind: str) -> typer.Typer:
         ALIAS); remove one with NAME --delete ALIAS."""
         from pacha.cli.output import print_json
 
-        registry = open_registry(ctx)
         if delete is not None:
             if version is not None or alias is not None:
                 raise typer.BadParameter(
                     f"--delete takes only NAME: pacha {cmd} alias NAME --delete ALIAS"
                 )
+            registry = open_registry(ctx, create=False)
             if kind == "model":
                 registry.delete_model_alias(name, delete)
             else:
@@ -524,6 +524,7 @@ def make_group(kind: str) -> typer.Typer:
             raise typer.BadParameter(
                 "give NAME VERSION ALIAS (or NAME:VERSION ALIAS, or NAME --delete ALIAS)"
             )
+        registry = open_registry(ctx, create=False)
         if kind == "model":
             result: ArtifactVersion = registry.alias_model(ref, alias, version)
         else:
@@ -544,7 +545,7 @@ def make_group(kind: str) -> typer.Typer:
         """Set KEY=VALUE tags on a version (a key that exists is overwritten)."""
         from pacha.cli.output import print_json
 
-        registry = open_registry(ctx)
+        registry = open_registry(ctx, create=False)
         tags = parse_pairs(pairs, "tag")
         if kind == "model":
             result: ArtifactVersion = registry.tag_model(ref, tags, version)
@@ -569,7 +570,7 @@ def make_group(kind: str) -> typer.Typer:
         reused, and its bytes stay until `pacha gc` finds nothing else needs them."""
         from pacha.cli.output import print_json
 
-        registry = open_registry(ctx)
+        registry = open_registry(ctx, create=False)
         if kind == "model":
             result: ArtifactVersion = registry.delete_model(ref, version, force=force)
         else:
@@ -658,7 +659,7 @@ def make_group(kind: str) -> typer.Typer:
             version: VersionOption = None,
         ) -> None:
             """Print the model card as Markdown with YAML front matter (Hugging Face style)."""
-            typer.echo(open_registry(ctx).model_card(ref, version), nl=False)
+            typer.echo(open_registry(ctx, read_only=True).model_card(ref, version), nl=False)
 
     return group
 

@@ -120,7 +120,7 @@ def show_lineage(
     json_out: bool,
 ) -> None:
     relations, node_kinds = split_kinds(kinds)
-    result = open_registry(ctx).lineage(
+    result = open_registry(ctx, read_only=True).lineage(
         node, direction, depth=depth, relations=relations, kinds=node_kinds
     )
     render(result, "json" if json_out else fmt)
@@ -166,7 +166,7 @@ def add(
     """Record that FROM was made from TO (both must exist; cycles are refused)."""
     from pacha.cli.output import print_json
 
-    registry = open_registry(ctx)
+    registry = open_registry(ctx, create=False)
     params = parse_pairs(param, "parameter")
     added = registry.add_edge(from_node, to_node, relation, params)
     if json_out:
@@ -183,7 +183,7 @@ def impact(ctx: typer.Context, node: NodeArgument, json_out: JsonOption = False)
     """Every model downstream of REF that still exists, by stage (production first)."""
     from pacha.cli.output import print_json, stdout_console
 
-    entries = open_registry(ctx).impact(node)
+    entries = open_registry(ctx, read_only=True).impact(node)
     if json_out:
         print_json(
             [
@@ -230,7 +230,7 @@ def path(
     json_out: JsonOption = False,
 ) -> None:
     """The chain of edges between A and B, whichever came from the other."""
-    result = open_registry(ctx).lineage_path(a, b)
+    result = open_registry(ctx, read_only=True).lineage_path(a, b)
     if json_out or fmt != "tree":
         render(result, "json" if json_out else fmt)
         return

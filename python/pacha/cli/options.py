@@ -20,10 +20,15 @@ TagOption = Annotated[
 ]
 
 
-def open_registry(ctx: typer.Context) -> "Registry":
+def open_registry(
+    ctx: typer.Context, *, read_only: bool = False, create: bool = True
+) -> "Registry":
+    """The registry in force. Commands that only read pass ``read_only=True`` (they work on a
+    read-only registry and never create one at a mistyped path); commands that check or
+    clean an existing registry (verify, gc) pass ``create=False``."""
     from pacha.registry import Registry
 
-    return Registry(ctx.find_root().obj["registry"])
+    return Registry(ctx.find_root().obj["registry"], read_only=read_only, create=create)
 
 
 def parse_pairs(items: Optional[list[str]], what: str) -> dict[str, str]:

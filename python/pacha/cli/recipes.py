@@ -68,7 +68,7 @@ def validate(
     exit 0)."""
     from pacha.cli.output import print_json
 
-    problems = open_registry(ctx).validate_recipe(source, version)
+    problems = open_registry(ctx, read_only=True).validate_recipe(source, version)
     errors = [p for p in problems if p.severity == "error"]
     if json_out:
         print_json({"ok": not errors, "problems": [p.model_dump() for p in problems]})
@@ -90,7 +90,7 @@ def get(
     from pacha.cli.artifacts import print_version_details
     from pacha.cli.output import print_json
 
-    registry = open_registry(ctx)
+    registry = open_registry(ctx, read_only=True)
     if toml and json_out:
         raise typer.BadParameter("--toml and --json are alternatives; give one")
     if toml:
@@ -123,7 +123,7 @@ def list_command(
     """List recipe names, or the versions of NAME in precedence order."""
     from pacha.cli.output import print_json
 
-    registry = open_registry(ctx)
+    registry = open_registry(ctx, read_only=True)
     if name is None:
         names = registry.name_records("recipe")
         if json_out:
@@ -150,7 +150,7 @@ def diff(
     """The hyperparameters and settings that differ between two recipes."""
     from pacha.cli.output import print_json, stdout_console
 
-    changes = open_registry(ctx).diff_recipes(a, b)
+    changes = open_registry(ctx, read_only=True).diff_recipes(a, b)
     if json_out:
         print_json([{"key": k, "a": va, "b": vb} for k, va, vb in changes])
         return

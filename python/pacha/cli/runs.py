@@ -83,7 +83,7 @@ def log(
     """Log metric values to a running run."""
     from pacha.cli.artifacts import parse_metrics
 
-    open_registry(ctx).log_run_metrics(run_id, parse_metrics(pairs), step)
+    open_registry(ctx, create=False).log_run_metrics(run_id, parse_metrics(pairs), step)
 
 
 @app.command("finish")
@@ -99,7 +99,7 @@ def finish(
     """End a running run."""
     from pacha.cli.output import print_json
 
-    run = open_registry(ctx).finish_run(run_id, status, error)
+    run = open_registry(ctx, create=False).finish_run(run_id, status, error)
     if json_out:
         print_json(_run_json(run))
     else:
@@ -138,7 +138,7 @@ def list_command(
     """List runs, oldest first (of a recipe version, of a status)."""
     from pacha.cli.output import print_json
 
-    runs = open_registry(ctx).list_runs(recipe, version, status=status)
+    runs = open_registry(ctx, read_only=True).list_runs(recipe, version, status=status)
     if json_out:
         print_json([_run_json(r) for r in runs])
     elif runs:
@@ -152,7 +152,7 @@ def get(ctx: typer.Context, run_id: RunId, json_out: JsonOption = False) -> None
     """Show a run: recipe, status, parameters, environment, final metrics, artifacts."""
     from pacha.cli.output import print_json
 
-    run = open_registry(ctx).get_run(run_id)
+    run = open_registry(ctx, read_only=True).get_run(run_id)
     if json_out:
         print_json(_run_json(run))
         return
@@ -190,7 +190,7 @@ def compare(
 
     if len(run_ids) < 2:
         raise typer.BadParameter("compare needs at least two run ids")
-    registry = open_registry(ctx)
+    registry = open_registry(ctx, read_only=True)
     runs = [registry.get_run(r) for r in run_ids]
     keys = sorted({k for r in runs for k in r.params})
     differing = [
@@ -244,7 +244,7 @@ def best(
     from pacha.cli.output import print_json
     from pacha.errors import NotFoundError
 
-    run = open_registry(ctx).best_run(recipe, metric, version, minimize=minimize)
+    run = open_registry(ctx, read_only=True).best_run(recipe, metric, version, minimize=minimize)
     if run is None:
         raise NotFoundError(f"no completed run of {recipe} logged {metric!r}")
     if json_out:
@@ -274,7 +274,7 @@ def plot(
         raise InvalidInputError(
             "plotting needs matplotlib: pip install 'pacha[plot]' (or pip install matplotlib)"
         ) from None
-    registry = open_registry(ctx)
+    registry = open_registry(ctx, read_only=True)
     figure, axes = plt.subplots(figsize=(8, 4.5))
     plotted = 0
     for run_id in run_ids:

@@ -26,11 +26,11 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON documen
 QuietOption = Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar, less output.")]
 
 
-def _store(ctx: typer.Context) -> ObjectStore:
+def _store(ctx: typer.Context, *, read_only: bool = False, create: bool = True) -> ObjectStore:
     from pacha.home import open_store
 
     registry: Optional[str] = ctx.find_root().obj["registry"]
-    return open_store(registry)
+    return open_store(registry, read_only=read_only, create=create)
 
 
 @app.command("add")
@@ -87,7 +87,7 @@ def list_objects(ctx: typer.Context, json_out: JsonOption = False) -> None:
     """List every object in the store with its size."""
     from pacha.cli.output import human_size, print_json, stdout_console
 
-    objects = _store(ctx).list()
+    objects = _store(ctx, read_only=True).list()
     if json_out:
         print_json([{"digest": o.digest, "size": o.size} for o in objects])
         return
@@ -119,7 +119,7 @@ def get(
     """
     from pacha.cli.output import human_size
 
-    store = _store(ctx)
+    store = _store(ctx, read_only=True)
     from pacha.cli.progress import transfer_progress
 
     with transfer_progress(f"writing {output}", quiet=quiet) as progress:
@@ -142,7 +142,7 @@ def verify(
     from pacha.cli.output import print_json
     from pacha.cli.progress import transfer_progress
 
-    store = _store(ctx)
+    store = _store(ctx, create=False)
     with transfer_progress("verifying", quiet=quiet) as progress:
         if digests:
             report = store.verify([(d, None) for d in digests], progress)

@@ -4,7 +4,29 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::{Connection, OpenFlags};
+
+use crate::fsutil::Dir;
 use crate::{CoreError, Result};
+
+/// Open the existing SQLite file `name` in `dir` by its resolved path, refusing any symbolic
+/// link in it (`SQLITE_OPEN_NOFOLLOW`): the files SQLite opens beside it (journal, WAL,
+/// shared memory) are then in the same, checked directory. Never creates the file.
+pub(crate) fn open_beneath(dir: &Dir, name: &str, writable: bool) -> rusqlite::Result<Connection> {
+    let path = dir
+        .canonical_path()
+        .map_err(|e| rusqlite::Error::InvalidPath(e.to_string().into()))?
+        .join(name);
+    let access = if writable {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    };
+    Connection::open_with_flags(
+        path,
+        access | OpenFlags::SQLITE_OPEN_NOFOLLOW | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+}
 
 /// How long a writer waits for another process's transaction before giving up.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(60);

@@ -97,6 +97,29 @@ pub enum CoreError {
     /// Stored metadata that fails validation (a tree manifest that is not well-formed).
     #[error("{message}")]
     Corrupt { message: String },
+
+    /// A registry that is not safe to use: a symbolic link pacha did not create where it
+    /// keeps its own files, or a directory every user can write to.
+    #[error("{}: {detail}", path.display())]
+    Unsafe { path: PathBuf, detail: String },
+
+    /// A write to a registry that may only be read (a read-only mount, a teammate's private
+    /// registry, or one opened read-only).
+    #[error("the registry {} is read-only here: {reason}", path.display())]
+    ReadOnly { path: PathBuf, reason: String },
+
+    /// A registry whose objects survive but whose metadata database is gone or empty.
+    #[error(
+        "{}: the registry holds objects but its database {} is missing or empty; restore \
+         the database from a backup, or run `pacha recover` to rebuild what the objects \
+         still tell (nothing was changed)",
+        root.display(), database.display()
+    )]
+    MissingDatabase { root: PathBuf, database: PathBuf },
+
+    /// A bug: a panic caught before it reached the caller.
+    #[error("internal error: {message}; this is a bug in pacha — please report it")]
+    Internal { message: String },
 }
 
 impl CoreError {

@@ -1,40 +1,41 @@
-//! Small filesystem helpers for durable writes.
+//! Small filesystem helpers for durable writes, and the descriptor-relative directories
+//! (`dir`) and access rules (`access`) everything inside a registry goes through.
+
+mod access;
+mod dir;
 
 use std::fs::{self, File};
-use std::io;
+
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use crate::error::IoContext;
 use crate::{CoreError, Result};
 
+pub(crate) use access::check_registry_dir;
+pub use access::{Access, Sharing};
+pub(crate) use dir::{foreign_entry, Dir, EntryKind, TempFile};
+
+/// Create `dir` and its missing parents, the new ones private to their owner (0700).
+pub(crate) fn create_private_dir_all(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .at(dir)
+}
+
+/// The modification time in a `stat`.
+pub(crate) fn modified(stat: &rustix::fs::Stat) -> Option<SystemTime> {
+    let secs = u64::try_from(stat.st_mtime).ok()?;
+    let nanos = u32::try_from(stat.st_mtime_nsec).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+}
+
 /// fsync a directory so that a rename or create inside it survives a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
-}
-
-/// Create `dir` (and missing parents) if absent; returns true when it had to be created.
-pub(crate) fn ensure_dir(dir: &Path) -> Result<bool> {
-    match fs::create_dir(dir) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            if dir.is_dir() {
-                Ok(false)
-            } else {
-                Err(CoreError::io(
-                    dir,
-                    io::Error::new(
-                        io::ErrorKind::AlreadyExists,
-                        "exists and is not a directory",
-                    ),
-                ))
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir).at(dir)?;
-            Ok(true)
-        }
-        Err(e) => Err(CoreError::io(dir, e)),
-    }
 }
 
 /// Name the kind of a non-regular file for error messages.

@@ -24,6 +24,9 @@ pyo3::import_exception!(pacha.errors, InvalidTransitionError);
 pyo3::import_exception!(pacha.errors, RegistryBusyError);
 pyo3::import_exception!(pacha.errors, DatabaseError);
 pyo3::import_exception!(pacha.errors, LineageCycleError);
+pyo3::import_exception!(pacha.errors, UnsafeRegistryError);
+pyo3::import_exception!(pacha.errors, ReadOnlyRegistryError);
+pyo3::import_exception!(pacha.errors, InternalError);
 
 pub(crate) fn to_py(err: CoreError) -> PyErr {
     let message = err.to_string();
@@ -57,6 +60,10 @@ pub(crate) fn to_py(err: CoreError) -> PyErr {
         CoreError::Database { .. } => DatabaseError::new_err(message),
         CoreError::Corrupt { .. } => IntegrityError::new_err(message),
         CoreError::LineageCycle { .. } => LineageCycleError::new_err(message),
+        CoreError::Unsafe { .. } => UnsafeRegistryError::new_err(message),
+        CoreError::ReadOnly { .. } => ReadOnlyRegistryError::new_err(message),
+        CoreError::MissingDatabase { .. } => DatabaseError::new_err(message),
+        CoreError::Internal { .. } => InternalError::new_err(message),
     }
 }
 

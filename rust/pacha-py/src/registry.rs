@@ -164,10 +164,18 @@ pub struct Registry(registry::Registry);
 
 #[pymethods]
 impl Registry {
-    /// Open (creating with mode 0700 if needed) the registry at `root`.
+    /// Open the registry at `root`: created (mode 0700) if needed (unless not `create`),
+    /// read-only where it may only be read; with `read_only`, it must exist and nothing is
+    /// created or changed.
     #[new]
-    fn new(py: Python<'_>, root: PathBuf) -> PyResult<Self> {
-        py.detach(|| registry::Registry::open(root))
+    #[pyo3(signature = (root, *, read_only = false, create = true))]
+    fn new(py: Python<'_>, root: PathBuf, read_only: bool, create: bool) -> PyResult<Self> {
+        let mode = match (read_only, create) {
+            (true, _) => registry::OpenMode::ReadOnly,
+            (false, true) => registry::OpenMode::Create,
+            (false, false) => registry::OpenMode::Existing,
+        };
+        py.detach(|| registry::Registry::open_with(root, mode))
             .map(Registry)
             .map_err(to_py)
     }
@@ -175,6 +183,12 @@ impl Registry {
     #[getter]
     fn root(&self) -> PathBuf {
         self.0.root().to_path_buf()
+    }
+
+    /// Why this registry may only be read here, or None when it may be written.
+    #[getter]
+    fn read_only_reason(&self) -> Option<String> {
+        self.0.read_only_reason().map(str::to_string)
     }
 
     /// The registry's object store.

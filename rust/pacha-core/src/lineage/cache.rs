@@ -9,9 +9,9 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::Path;
 
 use super::Graph;
+use crate::fsutil::{Dir, TempFile};
 use crate::{CoreError, Result};
 
 const MAGIC: &[u8; 8] = b"PACHALG\x02";
@@ -55,13 +55,11 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// Serialise `graph` into `dir/lineage.graph`, replacing any older snapshot.
-pub fn save(graph: &Graph, dir: &Path) -> Result<()> {
-    let tmp = tempfile::Builder::new()
-        .prefix(".lineage-")
-        .tempfile_in(dir)
-        .map_err(|e| CoreError::io(dir, e))?;
-    let path = tmp.path().to_path_buf();
+/// Serialise `graph` into `dir/lineage.graph` (a file of `mode`), replacing any older
+/// snapshot.
+pub(crate) fn save(graph: &Graph, dir: &Dir, mode: u32) -> Result<()> {
+    let tmp = TempFile::new_in(dir, ".lineage.tmp", mode)?;
+    let path = tmp.path();
     let io = |e| CoreError::io(&path, e);
     let g = graph;
     let len = body_len(
@@ -72,7 +70,7 @@ pub fn save(graph: &Graph, dir: &Path) -> Result<()> {
     )
     .ok_or_else(corrupt)?;
     {
-        let mut out = BufWriter::with_capacity(BUFFER, tmp.as_file());
+        let mut out = BufWriter::with_capacity(BUFFER, tmp.file());
         let token = g.token.as_bytes();
         out.write_all(MAGIC).map_err(io)?;
         out.write_all(&(token.len() as u64).to_le_bytes())
@@ -89,9 +87,8 @@ pub fn save(graph: &Graph, dir: &Path) -> Result<()> {
         out.write_all(digest.as_bytes()).map_err(io)?;
         out.flush().map_err(io)?;
     }
-    tmp.persist(dir.join(FILE_NAME))
-        .map_err(|e| CoreError::io(dir.join(FILE_NAME), e.error))?;
-    Ok(())
+    tmp.persist(dir, FILE_NAME)
+        .map_err(|e| CoreError::io(dir.join(FILE_NAME), e))
 }
 
 fn write_body(g: &Graph, out: &mut impl Write) -> std::io::Result<()> {
@@ -129,8 +126,8 @@ fn write_u32s(out: &mut impl Write, values: &[u32]) -> std::io::Result<()> {
 /// The snapshot in `dir`, if there is one built from the database state `token` and it is
 /// intact. Read through a bounded buffer straight into the graph's columns, hashing as it
 /// goes; every count is checked against the file's size before anything is allocated.
-pub fn load(dir: &Path, token: &str) -> Option<Graph> {
-    let file = File::open(dir.join(FILE_NAME)).ok()?;
+pub(crate) fn load(dir: &Dir, token: &str) -> Option<Graph> {
+    let file = dir.open_read(FILE_NAME).ok()??;
     let size = file.metadata().ok()?.len();
     let mut r = Source {
         inner: BufReader::with_capacity(BUFFER, file),

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{
+    params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+};
 
 use super::names::{validate_alias, validate_name, validate_tag};
 use super::schema::MIGRATIONS;
@@ -27,7 +29,39 @@ use crate::{CoreError, Digest, Result};
 #[derive(Debug)]
 pub struct SqliteMetaStore {
     path: PathBuf,
-    conn: Mutex<Connection>,
+    /// Where SQLite opens the file: `path` itself, or its resolved form with links refused.
+    open_path: PathBuf,
+    nofollow: bool,
+    writable: bool,
+    /// Why writes are refused, when opened read-only.
+    read_only_reason: String,
+    conn: Mutex<OpenConnection>,
+    /// True when this open created the schema (the database was new or empty).
+    created: bool,
+}
+
+/// The locked connection of a [`SqliteMetaStore`].
+struct ConnectionGuard<'a>(MutexGuard<'a, OpenConnection>);
+
+impl std::ops::Deref for ConnectionGuard<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.0.conn
+    }
+}
+
+impl std::ops::DerefMut for ConnectionGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.0.conn
+    }
+}
+
+#[derive(Debug)]
+struct OpenConnection {
+    conn: Connection,
+    /// The process that opened it: SQLite connections must not cross a `fork`, so a child
+    /// opens its own (see [`SqliteMetaStore::lock`]).
+    pid: u32,
 }
 
 const VERSION_COLUMNS: &str = "v.id, a.kind, a.name, v.version, v.digest, v.layout, v.size, \
@@ -68,51 +102,202 @@ fn to_sql_int(n: u64) -> Result<i64> {
     })
 }
 
+/// `path` as an SQLite URI (`file:` with `%`, `?` and `#` escaped) with `query` appended.
+fn sqlite_uri(path: &Path, query: &str) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        match b {
+            b'%' | b'?' | b'#' | 0x80..=0xff | 0..=0x1f => uri.push_str(&format!("%{b:02X}")),
+            _ => uri.push(char::from(b)),
+        }
+    }
+    uri.push('?');
+    uri.push_str(query);
+    uri
+}
+
 impl SqliteMetaStore {
     /// Open (creating and migrating as needed) the database at `path`.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
-        let conn = Connection::open(&path).map_err(|e| db_error(&path, e))?;
-        let store = SqliteMetaStore {
-            conn: Mutex::new(conn),
-            path,
-        };
-        retry_busy(|| store.configure())?;
-        retry_busy(|| store.migrate())?;
+        Self::open_at(path.clone(), path, false, true)
+    }
+
+    /// Open the registry database `name` in the registry directory `dir`: by its resolved
+    /// path with links refused, read-write (migrating it) or read-only. A read-write open
+    /// creates the file with `mode` if it is missing.
+    pub(crate) fn open_in(
+        dir: &crate::fsutil::Dir,
+        name: &str,
+        mode: u32,
+        read_only: Option<&str>,
+    ) -> Result<Self> {
+        let path = dir.join(name);
+        let writable = read_only.is_none();
+        if writable && dir.create_new(name, mode)?.is_some() {
+            dir.sync()?;
+        }
+        let open_path = dir.canonical_path()?.join(name);
+        let mut store = Self::open_at(path, open_path, true, writable)?;
+        if let Some(reason) = read_only {
+            store.read_only_reason = reason.to_string();
+        }
         Ok(store)
+    }
+
+    fn open_at(path: PathBuf, open_path: PathBuf, nofollow: bool, writable: bool) -> Result<Self> {
+        let conn = Self::connect(&path, &open_path, nofollow, writable)?;
+        let mut store = SqliteMetaStore {
+            conn: Mutex::new(OpenConnection {
+                conn,
+                pid: std::process::id(),
+            }),
+            path,
+            open_path,
+            nofollow,
+            writable,
+            read_only_reason: "it was opened read-only".into(),
+            created: false,
+        };
+        if writable {
+            retry_busy(|| store.configure())?;
+            store.created = retry_busy(|| store.migrate())?;
+        } else {
+            store.check_schema()?;
+        }
+        Ok(store)
+    }
+
+    /// A new connection (its per-connection settings applied).
+    fn connect(
+        path: &Path,
+        open_path: &Path,
+        nofollow: bool,
+        writable: bool,
+    ) -> Result<Connection> {
+        let err = |e| db_error(path, e);
+        let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        if nofollow {
+            flags |= OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        }
+        let conn = if writable {
+            Connection::open_with_flags(
+                open_path,
+                flags | OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            )
+            .map_err(err)?
+        } else {
+            let flags = flags | OpenFlags::SQLITE_OPEN_READ_ONLY;
+            let conn = Connection::open_with_flags(open_path, flags).map_err(err)?;
+            // A WAL database needs its shared-memory file, which a read-only directory may
+            // not let SQLite create; nobody can be writing it then, so it is read as
+            // immutable instead.
+            match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            }) {
+                Ok(_) => conn,
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if matches!(
+                        f.code,
+                        rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly
+                    ) =>
+                {
+                    drop(conn);
+                    Connection::open_with_flags(sqlite_uri(open_path, "immutable=1"), flags)
+                        .map_err(err)?
+                }
+                Err(e) => return Err(err(e)),
+            }
+        };
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        // A directory of 100,000 files touches tens of MiB of index pages in one transaction;
+        // SQLite's 2 MiB default would spill them to disk mid-transaction. The cache grows
+        // only as pages are used.
+        conn.pragma_update(None, "cache_size", -32 * 1024)
+            .map_err(err)?;
+        Ok(conn)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    /// True when this open created the schema: the database file was new or empty.
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    fn lock(&self) -> ConnectionGuard<'_> {
         // A panic in another thread mid-call leaves SQLite itself consistent (it rolls back
         // an unfinished transaction when the Transaction is dropped).
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let pid = std::process::id();
+        if guard.pid != pid {
+            // A forked child: the inherited connection is never used or closed here (closing
+            // it would release the parent's locks on this file); this process opens its own.
+            if let Ok(conn) =
+                Self::connect(&self.path, &self.open_path, self.nofollow, self.writable)
+            {
+                let inherited = std::mem::replace(&mut guard.conn, conn);
+                std::mem::forget(inherited);
+                guard.pid = pid;
+            }
+        }
+        ConnectionGuard(guard)
     }
 
     fn err(&self, e: rusqlite::Error) -> CoreError {
         db_error(&self.path, e)
     }
 
+    fn read_only_error(&self) -> CoreError {
+        CoreError::ReadOnly {
+            path: self.path.parent().unwrap_or(&self.path).to_path_buf(),
+            reason: self.read_only_reason.clone(),
+        }
+    }
+
     fn configure(&self) -> Result<()> {
         let conn = self.lock();
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.err(e))?;
         // WAL lets readers proceed while one process writes; FULL makes a commit durable
         // before it returns (the object bytes were fsync'd before the transaction began).
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| self.err(e))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| self.err(e))?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(|e| self.err(e))?;
-        // A directory of 100,000 files touches tens of MiB of index pages in one transaction;
-        // SQLite's 2 MiB default would spill them to disk mid-transaction. The cache grows
-        // only as pages are used.
-        conn.pragma_update(None, "cache_size", -32 * 1024)
-            .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// A read-only open needs the schema this pacha writes: it cannot migrate.
+    fn check_schema(&self) -> Result<()> {
+        let known = MIGRATIONS.len() as i64;
+        let current = {
+            let conn = self.lock();
+            self.schema_version(&conn)?
+        };
+        if current == known {
+            return Ok(());
+        }
+        let message = if current == 0 {
+            "it holds no registry (no schema); create one with `pacha init`".to_string()
+        } else if current > known {
+            format!(
+                "the registry's schema is version {current}, newer than this pacha \
+                 understands ({known}); upgrade pacha"
+            )
+        } else {
+            format!(
+                "the registry's schema is version {current} and needs an upgrade to {known}, \
+                 which a read-only open cannot do; run `pacha init` with write access once"
+            )
+        };
+        Err(CoreError::Database {
+            path: self.path.clone(),
+            message,
+        })
     }
 
     /// The schema version recorded in the database (0 for a new, empty database).
@@ -135,7 +320,8 @@ impl SqliteMetaStore {
         .map_err(|e| self.err(e))
     }
 
-    fn migrate(&self) -> Result<()> {
+    /// Bring the schema up to date; true when it was created from nothing.
+    fn migrate(&self) -> Result<bool> {
         let known = MIGRATIONS.len() as i64;
         let mut conn = self.lock();
         // The common case, an up-to-date database, costs one read and no write.
@@ -150,7 +336,7 @@ impl SqliteMetaStore {
             });
         }
         if current == known {
-            return Ok(());
+            return Ok(false);
         }
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -169,10 +355,14 @@ impl SqliteMetaStore {
             )
             .map_err(|e| self.err(e))?;
         }
-        tx.commit().map_err(|e| self.err(e))
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(current == 0)
     }
 
     fn write<T>(&self, f: impl Fn(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        if !self.writable {
+            return Err(self.read_only_error());
+        }
         retry_busy(|| {
             let mut conn = self.lock();
             let tx = conn

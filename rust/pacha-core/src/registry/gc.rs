@@ -12,9 +12,7 @@
 //! once older than a grace period, as git prunes only old unreachable objects.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::fs::File;
 use std::time::{Duration, SystemTime};
 
 use super::Registry;
@@ -37,18 +35,6 @@ pub struct GcReport {
     pub dry_run: bool,
 }
 
-fn open_lock(root: &Path, name: &str) -> Result<File> {
-    let path = root.join(name);
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .at(&path)
-}
-
 /// Held by a registration from its first stored byte to its commit.
 #[derive(Debug)]
 pub struct RegistrationGuard {
@@ -56,11 +42,18 @@ pub struct RegistrationGuard {
 }
 
 impl Registry {
+    /// Open (creating if needed) one of the lock files; never through a link, never
+    /// truncating.
+    fn open_lock(&self, name: &str) -> Result<File> {
+        self.dir.open_or_create(name, self.sharing.file_mode())
+    }
+
     /// Take the shared side of the collector's lock (see the module docs).
     pub(crate) fn registration_guard(&self) -> Result<RegistrationGuard> {
-        let intent = open_lock(&self.root, INTENT_FILE)?;
+        self.ensure_writable()?;
+        let intent = self.open_lock(INTENT_FILE)?;
         intent.lock_shared().at(&self.root.join(INTENT_FILE))?;
-        let lock = open_lock(&self.root, LOCK_FILE)?;
+        let lock = self.open_lock(LOCK_FILE)?;
         lock.lock_shared().at(&self.root.join(LOCK_FILE))?;
         drop(intent);
         Ok(RegistrationGuard { _lock: lock })
@@ -68,9 +61,10 @@ impl Registry {
 
     /// The exclusive side of both locks (see the module docs), held until dropped.
     fn collector_lock(&self) -> Result<(File, File)> {
-        let intent = open_lock(&self.root, INTENT_FILE)?;
+        self.ensure_writable()?;
+        let intent = self.open_lock(INTENT_FILE)?;
         intent.lock().at(&self.root.join(INTENT_FILE))?;
-        let lock = open_lock(&self.root, LOCK_FILE)?;
+        let lock = self.open_lock(LOCK_FILE)?;
         lock.lock().at(&self.root.join(LOCK_FILE))?;
         Ok((intent, lock))
     }

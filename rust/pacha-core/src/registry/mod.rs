@@ -6,17 +6,17 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::error::IoContext;
+use crate::fsutil::{Access, Dir, EntryKind, Sharing};
 use crate::lineage::{cache, Direction, Graph, NewEdge, NodeKind, NodeRef, Walk};
 use crate::meta::{
     Kind, Layout, MetadataStore, NewVersion, ObjectUse, Reference, SqliteMetaStore, VersionChoice,
     VersionRecord,
 };
-use crate::store::{Expected, LocalStore, ObjectStore, Problem};
+use crate::store::{Expected, LocalStore, ObjectStore, Problem, PACK_DIR};
 use crate::{tree, CoreError, Digest, Progress, Result};
 
 mod gc;
@@ -49,13 +49,40 @@ pub const DATABASE_FILE: &str = "registry.db";
 
 pub const CACHE_DIR: &str = "cache";
 
+/// [`holds_objects`] for the store inside the registry directory `dir`.
+fn holds_objects_at(dir: &Dir) -> Result<bool> {
+    match dir.open_dir(OBJECTS_DIR)? {
+        Some(objects) => holds_objects(&objects),
+        None => Ok(false),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Registry {
     root: PathBuf,
+    /// The registry directory, held open: its files are reached from it without following
+    /// links (see `fsutil::Dir`).
+    dir: Arc<Dir>,
+    sharing: Sharing,
+    /// Why writes are refused, for a registry opened read-only.
+    read_only: Option<String>,
     store: Arc<dyn ObjectStore>,
     meta: Arc<dyn MetadataStore>,
     /// The last lineage snapshot loaded, reused while the database's token is unchanged.
     graph: Arc<Mutex<Option<Arc<Graph>>>>,
+}
+
+/// How to open a registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Read-write, creating the registry if it does not exist; read-only (with the reason
+    /// kept for the first write) when this user or this file system may only read it.
+    Create,
+    /// As [`OpenMode::Create`], but the registry must exist already.
+    Existing,
+    /// Only read: the registry must exist, and nothing is created or changed (not even its
+    /// schema or caches).
+    ReadOnly,
 }
 
 /// A model downstream of a node, with its current stage.
@@ -100,28 +127,168 @@ pub struct RegistryVerifyReport {
     pub problems: Vec<RegistryProblem>,
 }
 
+/// Whether the file system holding `dir` is mounted read-only, or this process may not write
+/// to `dir`.
+fn cannot_write(dir: &Dir) -> Option<String> {
+    if rustix::fs::fstatvfs(dir.as_fd())
+        .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+    {
+        return Some("its file system is mounted read-only".into());
+    }
+    match rustix::fs::accessat(
+        dir.as_fd(),
+        ".",
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+        rustix::fs::AtFlags::EACCESS,
+    ) {
+        Ok(()) => None,
+        Err(rustix::io::Errno::ROFS) => Some("its file system is mounted read-only".into()),
+        Err(_) => Some("you may not write to its directory".into()),
+    }
+}
+
+/// Whether the store in `objects` holds anything: a shard directory or a pack.
+fn holds_objects(objects: &Dir) -> Result<bool> {
+    Ok(objects.entries()?.iter().any(|(name, _)| {
+        let name = name.to_string_lossy();
+        name == PACK_DIR || (name.len() == 2 && name.bytes().all(|c| c.is_ascii_hexdigit()))
+    }))
+}
+
 impl Registry {
-    /// Open the registry at `root` (created with mode 0700 if absent): the local object store
-    /// in `objects/` and the SQLite database `registry.db`.
+    /// Open the registry at `root`, creating it (mode 0700) if absent; read-only when it may
+    /// only be read here (see [`OpenMode::Create`]).
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        Self::open_with(root, OpenMode::Create)
+    }
+
+    /// Open the registry at `root` as `mode` says.
+    pub fn open_with(root: impl Into<PathBuf>, mode: OpenMode) -> Result<Self> {
         let root = root.into();
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&root)
-            .at(&root)?;
-        let store = LocalStore::open(root.join(OBJECTS_DIR))?;
-        let meta = SqliteMetaStore::open(root.join(DATABASE_FILE))?;
+        let no_registry = || CoreError::NotFound {
+            message: format!(
+                "there is no registry at {}; create one with `pacha init` (or check the path)",
+                root.display()
+            ),
+        };
+        if mode == OpenMode::Create {
+            crate::fsutil::create_private_dir_all(&root)?;
+        }
+        let dir = match Dir::open(&root) {
+            Ok(dir) => dir,
+            Err(CoreError::Io { source, .. })
+                if mode != OpenMode::Create && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Err(no_registry())
+            }
+            Err(e) => return Err(e),
+        };
+        let stat = dir.metadata()?;
+        let access = crate::fsutil::check_registry_dir(&root, &stat)?;
+        let read_only = match (mode, access) {
+            (OpenMode::ReadOnly, _) => Some("it was opened read-only".to_string()),
+            (_, Access::ReadOnly(reason)) => Some(reason),
+            (_, Access::ReadWrite) => cannot_write(&dir),
+        };
+        let writable = read_only.is_none();
+        let sharing = Sharing::of_mode(stat.st_mode);
+        let objects = if writable {
+            let (objects, _) = dir.ensure_dir(OBJECTS_DIR, sharing.dir_mode())?;
+            Some(objects)
+        } else {
+            dir.open_dir(OBJECTS_DIR)?
+        };
+        if dir.kind_of(DATABASE_FILE)? == Some(EntryKind::Symlink) {
+            return Err(crate::fsutil::foreign_entry(
+                &root.join(DATABASE_FILE),
+                "a symbolic link",
+            ));
+        }
+        let database_exists = dir.stat(DATABASE_FILE)?.is_some_and(|s| s.st_size > 0);
+        if !database_exists {
+            if objects.as_ref().map(holds_objects).transpose()? == Some(true) {
+                return Err(CoreError::MissingDatabase {
+                    root: root.clone(),
+                    database: root.join(DATABASE_FILE),
+                });
+            }
+            if !writable || mode != OpenMode::Create {
+                return Err(no_registry());
+            }
+            Self::make_private_if_new(&dir, &stat, sharing)?;
+        }
+        let objects = objects.ok_or_else(no_registry)?;
+        crate::fsutil::check_registry_dir(objects.path(), &objects.metadata()?)?;
+        let store = LocalStore::from_dir(objects, sharing, writable)?;
+        let meta = SqliteMetaStore::open_in(
+            &dir,
+            DATABASE_FILE,
+            sharing.file_mode(),
+            read_only.as_deref(),
+        )?;
+        if meta.created() && database_exists {
+            // The database file existed but held no registry (truncated to its header, or a
+            // stray empty database): it was just given a schema. That is only safe while the
+            // store is empty as well.
+            if holds_objects_at(&dir)? {
+                return Err(CoreError::MissingDatabase {
+                    root: root.clone(),
+                    database: root.join(DATABASE_FILE),
+                });
+            }
+        }
         Ok(Registry {
             root,
+            dir: Arc::new(dir),
+            sharing,
+            read_only,
             store: Arc::new(store),
             meta: Arc::new(meta),
             graph: Arc::new(Mutex::new(None)),
         })
     }
 
+    /// A registry created in a directory that already existed gets the modes of one pacha
+    /// creates (0700), unless the directory is shared with a group on purpose (setgid) or
+    /// holds anything else: its other files are not ours to expose or hide.
+    fn make_private_if_new(dir: &Dir, stat: &rustix::fs::Stat, sharing: Sharing) -> Result<()> {
+        let mode = stat.st_mode & 0o7777;
+        if sharing != Sharing::PRIVATE || mode & 0o077 == 0 {
+            return Ok(());
+        }
+        if stat.st_uid != rustix::process::geteuid().as_raw() {
+            return Ok(());
+        }
+        let ours = [OBJECTS_DIR, DATABASE_FILE];
+        if dir
+            .entries()?
+            .iter()
+            .any(|(name, _)| !ours.iter().any(|o| name == o))
+        {
+            return Ok(());
+        }
+        rustix::fs::fchmod(dir.as_fd(), rustix::fs::Mode::from_raw_mode(0o700))
+            .map_err(|e| CoreError::io(dir.path(), e.into()))
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Why this registry may only be read, or `None` when it may be written.
+    pub fn read_only_reason(&self) -> Option<&str> {
+        self.read_only.as_deref()
+    }
+
+    /// The refusal for a write to a read-only registry.
+    pub(crate) fn ensure_writable(&self) -> Result<()> {
+        match &self.read_only {
+            None => Ok(()),
+            Some(reason) => Err(CoreError::ReadOnly {
+                path: self.root.clone(),
+                reason: reason.clone(),
+            }),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
@@ -319,19 +486,24 @@ impl Registry {
         if let Some(graph) = held.as_ref().filter(|g| g.token() == token) {
             return Ok(Arc::clone(graph));
         }
-        let dir = self.root.join(CACHE_DIR);
-        let graph = match cache::load(&dir, &token) {
+        let cached = self
+            .dir
+            .open_dir(CACHE_DIR)
+            .ok()
+            .flatten()
+            .and_then(|dir| cache::load(&dir, &token));
+        let graph = match cached {
             Some(graph) => graph,
             None => {
                 let graph = Graph::from_rows(self.meta.lineage_rows()?)?;
                 // Best effort: a registry on a read-only medium still answers queries.
-                let saved = fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&dir)
-                    .map_err(|e| CoreError::io(&dir, e))
-                    .and_then(|()| cache::save(&graph, &dir));
-                drop(saved);
+                if self.read_only.is_none() {
+                    let saved = self
+                        .dir
+                        .ensure_dir(CACHE_DIR, self.sharing.dir_mode())
+                        .and_then(|(dir, _)| cache::save(&graph, &dir, self.sharing.file_mode()));
+                    drop(saved);
+                }
                 graph
             }
         };
@@ -414,7 +586,11 @@ impl Registry {
     }
 
     /// Check the objects needed by the given version ids (every version when `None`), naming
-    /// the versions each problem breaks.
+    /// the versions each problem breaks. A full check also reports anything in the registry
+    /// that is not what pacha keeps there (symbolic links above all: never followed).
+    ///
+    /// Versions may be deleted (and their objects collected) while the check runs: a problem
+    /// is reported only if a version that still exists needs the object.
     pub fn verify(
         &self,
         version_ids: Option<&[i64]>,
@@ -429,23 +605,73 @@ impl Registry {
             })
             .collect();
         let report = self.store.verify(&expected, progress)?;
-        let users_of: HashMap<Digest, &Vec<String>> =
-            uses.iter().map(|u| (u.digest, &u.users)).collect();
-        let problems = report
+        // Who needs what now, after the check (only read again when something was found).
+        let now: HashMap<Digest, Vec<String>> = if report.problems.is_empty() {
+            HashMap::new()
+        } else {
+            self.meta
+                .object_uses(version_ids)?
+                .into_iter()
+                .map(|u| (u.digest, u.users))
+                .collect()
+        };
+        let mut problems: Vec<RegistryProblem> = report
             .problems
             .into_iter()
-            .map(|problem| {
-                let users = problem
-                    .digest
-                    .and_then(|d| users_of.get(&d).map(|u| (*u).clone()))
-                    .unwrap_or_default();
-                RegistryProblem { problem, users }
+            .filter_map(|problem| {
+                let users = match problem.digest {
+                    Some(digest) => now.get(&digest)?.clone(),
+                    None => Vec::new(),
+                };
+                Some(RegistryProblem { problem, users })
             })
             .collect();
+        if version_ids.is_none() {
+            // A damaged object (a link or a directory in its place) is reported once, by
+            // the check of the versions that need it.
+            let named: std::collections::HashSet<PathBuf> =
+                problems.iter().map(|p| p.problem.path.clone()).collect();
+            problems.extend(
+                self.layout_problems()?
+                    .into_iter()
+                    .filter(|p| !named.contains(&p.problem.path)),
+            );
+        }
         Ok(RegistryVerifyReport {
             checked: report.checked,
             bytes: report.bytes,
             problems,
         })
+    }
+
+    /// Entries of the registry directory and of the store that pacha did not put there:
+    /// symbolic links (never followed), files where directories belong, strays.
+    fn layout_problems(&self) -> Result<Vec<RegistryProblem>> {
+        let mut problems = self.store.layout_problems()?;
+        let link = |path: PathBuf| Problem {
+            kind: crate::store::ProblemKind::Stray,
+            digest: None,
+            path,
+            detail: "a symbolic link that pacha did not create (never followed)".into(),
+        };
+        for (name, kind) in self.dir.entries()? {
+            if kind == EntryKind::Symlink {
+                problems.push(link(self.root.join(&name)));
+            }
+        }
+        if let Some(cache) = self.dir.open_dir(CACHE_DIR).ok().flatten() {
+            for (name, kind) in cache.entries()? {
+                if kind == EntryKind::Symlink {
+                    problems.push(link(cache.join(&name)));
+                }
+            }
+        }
+        Ok(problems
+            .into_iter()
+            .map(|problem| RegistryProblem {
+                problem,
+                users: Vec::new(),
+            })
+            .collect())
     }
 }

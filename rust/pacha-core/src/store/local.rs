@@ -1,9 +1,12 @@
 //! The object store on a local filesystem: `docs/store-format.md`, implemented.
+//!
+//! Every directory of the store is held open by descriptor and everything inside is reached
+//! one name at a time without following links (`fsutil::Dir`), so a symbolic link planted in
+//! the store can neither redirect a write nor be followed by a read.
 
 use std::collections::HashSet;
-use std::fs::{self, File, Permissions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +22,7 @@ use super::{
     VerifyReport,
 };
 use crate::error::IoContext;
-use crate::fsutil::{ensure_dir, open_regular, sync_dir};
+use crate::fsutil::{open_regular, Dir, EntryKind, Sharing, TempFile};
 use crate::hash;
 use crate::{CoreError, Digest, Progress, Result};
 
@@ -34,13 +37,15 @@ const TMP_DIR: &str = "tmp";
 const SIZES_DIR: &str = "sizes";
 const DAMAGED_DIR: &str = "damaged";
 
+/// Objects are read-only files (their directories decide who may read them).
+const OBJECT_MODE: u32 = 0o444;
+
 /// The object store rooted at a local directory (`<registry>/objects`).
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
-    tmp: PathBuf,
-    sizes: PathBuf,
-    damaged: PathBuf,
+    dirs: Arc<Dirs>,
+    sharing: Sharing,
     /// Shard directories known to exist, so that a write does not pay a `mkdir` each time.
     shards: Arc<[AtomicBool; 256]>,
     /// Small objects written in batches (see `pack.rs`).
@@ -48,6 +53,65 @@ pub struct LocalStore {
     /// Loose objects whose directory entries this process has made durable, so that reusing
     /// one again needs no flush (see [`FileIdentity`]).
     durable: Arc<Mutex<HashSet<(Digest, FileIdentity)>>>,
+}
+
+/// The store's directories, opened once.
+#[derive(Debug)]
+struct Dirs {
+    root: Dir,
+    /// The directories writes need, or why there are none: opened read-only, or one of them
+    /// is a link pacha did not create (the store can still be read and verified).
+    writable: std::result::Result<WritableDirs, Refusal>,
+}
+
+/// Why a store cannot be written (kept to build the error each write returns).
+#[derive(Debug)]
+enum Refusal {
+    ReadOnly(PathBuf),
+    Unsafe(PathBuf, String),
+}
+
+impl Refusal {
+    fn error(&self) -> CoreError {
+        match self {
+            Refusal::ReadOnly(path) => CoreError::ReadOnly {
+                path: path.clone(),
+                reason: "it was opened read-only".into(),
+            },
+            Refusal::Unsafe(path, detail) => CoreError::Unsafe {
+                path: path.clone(),
+                detail: detail.clone(),
+            },
+        }
+    }
+}
+
+impl WritableDirs {
+    fn open(root: &Dir, sharing: Sharing) -> Result<std::result::Result<Self, Refusal>> {
+        let open = |name| {
+            root.ensure_dir(name, sharing.dir_mode())
+                .map(|(dir, _)| dir)
+        };
+        let opened = (|| {
+            Ok(WritableDirs {
+                tmp: open(TMP_DIR)?,
+                sizes: open(SIZES_DIR)?,
+                damaged: open(DAMAGED_DIR)?,
+            })
+        })();
+        match opened {
+            Ok(dirs) => Ok(Ok(dirs)),
+            Err(CoreError::Unsafe { path, detail }) => Ok(Err(Refusal::Unsafe(path, detail))),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct WritableDirs {
+    tmp: Dir,
+    sizes: Dir,
+    damaged: Dir,
 }
 
 /// Which file a name pointed to: the inode number alone is not enough, because a collected
@@ -74,27 +138,36 @@ impl FileIdentity {
 const DURABLE_MEMORY: usize = 1 << 16;
 
 impl LocalStore {
-    /// Open the store at `root`, creating it (mode 0700) and its bookkeeping directories.
+    /// Open the store at `root` (a path the user chose: links in it are followed), creating
+    /// it (mode 0700) and its bookkeeping directories.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&root)
-            .at(&root)?;
-        let store = LocalStore {
-            tmp: root.join(TMP_DIR),
-            sizes: root.join(SIZES_DIR),
-            damaged: root.join(DAMAGED_DIR),
+        crate::fsutil::create_private_dir_all(&root)?;
+        let dir = Dir::open(&root)?;
+        Self::from_dir(dir, Sharing::PRIVATE, true)
+    }
+
+    /// Open the store in `dir` (held open by the caller's descriptor), creating what it needs
+    /// with the modes `sharing` calls for; read-only unless `writable`.
+    pub(crate) fn from_dir(dir: Dir, sharing: Sharing, writable: bool) -> Result<Self> {
+        let writable = if writable {
+            WritableDirs::open(&dir, sharing)?
+        } else {
+            Err(Refusal::ReadOnly(dir.path().to_path_buf()))
+        };
+        let root = dir.path().to_path_buf();
+        let pack = Pack::new(&dir, sharing, writable.is_ok())?;
+        Ok(LocalStore {
+            dirs: Arc::new(Dirs {
+                root: dir,
+                writable,
+            }),
+            sharing,
             shards: Arc::new(std::array::from_fn(|_| AtomicBool::new(false))),
-            pack: Arc::new(Pack::new(&root)),
+            pack: Arc::new(pack),
             durable: Arc::default(),
             root,
-        };
-        ensure_dir(&store.tmp)?;
-        ensure_dir(&store.sizes)?;
-        ensure_dir(&store.damaged)?;
-        Ok(store)
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -104,6 +177,57 @@ impl LocalStore {
     /// Where the loose object for `digest` lives (whether or not it exists).
     pub fn object_path(&self, digest: &Digest) -> PathBuf {
         self.root.join(digest.shard()).join(digest.to_hex())
+    }
+
+    /// The directories writes need, or the read-only refusal.
+    fn writable(&self) -> Result<&WritableDirs> {
+        self.dirs.writable.as_ref().map_err(Refusal::error)
+    }
+
+    /// The shard directory of `digest`, if it exists. A link in its place is refused.
+    fn shard(&self, digest: &Digest) -> Result<Option<Dir>> {
+        self.dirs.root.open_dir(&digest.shard())
+    }
+
+    /// Open the loose copy of `digest` for reading (never through a link); `None` when
+    /// there is none.
+    fn open_loose(&self, digest: &Digest) -> Result<Option<File>> {
+        let Some(shard) = self.shard(digest)? else {
+            return Ok(None);
+        };
+        shard.open_read(&digest.to_hex())
+    }
+
+    /// The loose copy of `digest`, opened for reading and checked to be a regular file.
+    fn open_object(&self, digest: &Digest) -> Result<(File, fs::Metadata)> {
+        let path = self.object_path(digest);
+        let file = match self.open_loose(digest) {
+            Ok(Some(file)) => file,
+            Ok(None) => return Err(CoreError::ObjectNotFound { digest: *digest }),
+            Err(CoreError::Io { source, .. }) if is_link_error(&source) => {
+                self.mark_damaged(digest);
+                return Err(CoreError::Corrupt {
+                    message: format!(
+                        "{}: {LINK_DETAIL}; the object is damaged — add its bytes again to \
+                         repair it",
+                        path.display()
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let meta = file.metadata().at(&path)?;
+        if !meta.is_file() {
+            self.mark_damaged(digest);
+            return Err(CoreError::Corrupt {
+                message: format!(
+                    "{}: the object is a {}, not a regular file; add its bytes again to repair it",
+                    path.display(),
+                    crate::fsutil::file_kind(&meta)
+                ),
+            });
+        }
+        Ok((file, meta))
     }
 
     /// Whether ingesting `digest` can skip writing: the object exists with exactly `size`
@@ -122,24 +246,31 @@ impl LocalStore {
 
     /// [`Self::is_present`]; under a batch, the directory flushes are left to the batch.
     fn is_present_in(&self, digest: &Digest, size: u64, batch: Option<&SyncBatch>) -> Result<bool> {
-        if self.loose_size_of(digest)? != Some(size) || self.damaged_marker(digest).exists() {
+        if self.loose_size_of(digest)? != Some(size) || self.is_marked_damaged(digest)? {
             return Ok(false);
         }
         let path = self.object_path(digest);
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(CoreError::io(&path, e)),
+        let Some(shard) = self.shard(digest)? else {
+            return Ok(false);
+        };
+        let Some(file) = shard.open_read(&digest.to_hex())? else {
+            return Ok(false);
         };
         // The owner may set the times of a read-only file through a read-only descriptor.
-        file.set_modified(SystemTime::now()).at(&path)?;
+        // In a shared registry another member may own it: then its time stays as it is, and
+        // the object is rewritten (which makes it this user's, and young).
+        match file.set_modified(SystemTime::now()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(false),
+            Err(e) => return Err(CoreError::io(&path, e)),
+        }
         match batch {
             Some(batch) => batch.mark(),
             None => {
                 let identity = FileIdentity::of(&file.metadata().at(&path)?);
                 if !identity.is_some_and(|id| self.known_durable(digest, id)) {
-                    sync_dir(&self.root.join(digest.shard()))?;
-                    sync_dir(&self.root)?;
+                    shard.sync()?;
+                    self.dirs.root.sync()?;
                     self.remember_durable(digest, identity);
                 }
             }
@@ -169,10 +300,8 @@ impl LocalStore {
     /// Whether the stored object's bytes are exactly `data` (compared in bounded chunks).
     fn holds_bytes(&self, digest: &Digest, data: &[u8]) -> Result<bool> {
         let path = self.object_path(digest);
-        let mut file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(CoreError::io(&path, e)),
+        let Some(mut file) = self.open_loose(digest)? else {
+            return Ok(false);
         };
         let mut buf = vec![0u8; hash::STREAM_BUFFER];
         let mut offset = 0usize;
@@ -188,82 +317,96 @@ impl LocalStore {
         }
     }
 
-    fn damaged_marker(&self, digest: &Digest) -> PathBuf {
-        self.damaged.join(digest.to_hex())
+    fn is_marked_damaged(&self, digest: &Digest) -> Result<bool> {
+        match &self.dirs.writable {
+            Ok(dirs) => Ok(dirs.damaged.stat(&digest.to_hex())?.is_some()),
+            Err(_) => Ok(false),
+        }
     }
 
     /// Remember that `digest`'s bytes were found damaged, so that the next ingest of the same
     /// content rewrites it instead of trusting it. A hint only: losing it costs a repair
-    /// opportunity, and a stale one costs one rewrite.
+    /// opportunity, and a stale one costs one rewrite. Created without ever opening an
+    /// existing file, so a link planted in its place changes nothing.
     fn mark_damaged(&self, digest: &Digest) {
-        let _ = File::create(self.damaged_marker(digest));
+        if let Ok(dirs) = &self.dirs.writable {
+            let _ = dirs
+                .damaged
+                .create_marker(&digest.to_hex(), self.sharing.file_mode());
+        }
     }
 
     fn clear_damaged(&self, digest: &Digest) {
-        let _ = fs::remove_file(self.damaged_marker(digest));
-    }
-
-    fn new_temp(&self) -> Result<NamedTempFile> {
-        tempfile::Builder::new()
-            .prefix("")
-            .suffix(".tmp")
-            .rand_bytes(16)
-            .tempfile_in(&self.tmp)
-            .at(&self.tmp)
-    }
-
-    /// Make a fully written temp file the object `digest`: read-only, fsync, rename, fsync dir.
-    /// Make sure the shard directory of `digest` exists (durably), remembering that it does.
-    fn ensure_shard(&self, digest: &Digest, batch: Option<&SyncBatch>) -> Result<PathBuf> {
-        let shard = self.root.join(digest.shard());
-        let known = &self.shards[usize::from(digest.as_bytes()[0])];
-        if !known.load(Ordering::Relaxed) {
-            if ensure_dir(&shard)? {
-                match batch {
-                    Some(batch) => batch.mark(),
-                    None => sync_dir(&self.root)?,
-                }
-            }
-            known.store(true, Ordering::Relaxed);
+        if let Ok(dirs) = &self.dirs.writable {
+            let _ = dirs.damaged.remove_file(&digest.to_hex());
         }
+    }
+
+    fn new_temp(&self) -> Result<TempFile<'_>> {
+        TempFile::new_in(&self.writable()?.tmp, ".tmp", 0o600)
+    }
+
+    /// The shard directory of `digest`, created (durably) if missing.
+    fn ensure_shard(&self, digest: &Digest, batch: Option<&SyncBatch>) -> Result<Dir> {
+        let known = &self.shards[usize::from(digest.as_bytes()[0])];
+        if known.load(Ordering::Relaxed) {
+            if let Some(shard) = self.shard(digest)? {
+                return Ok(shard);
+            }
+        }
+        let (shard, created) = self
+            .dirs
+            .root
+            .ensure_dir(&digest.shard(), self.sharing.dir_mode())?;
+        if created {
+            match batch {
+                Some(batch) => batch.mark(),
+                None => self.dirs.root.sync()?,
+            }
+        }
+        known.store(true, Ordering::Relaxed);
         Ok(shard)
     }
 
-    fn commit(&self, tmp: NamedTempFile, digest: &Digest) -> Result<()> {
+    fn commit(&self, tmp: TempFile<'_>, digest: &Digest) -> Result<()> {
         self.commit_in(tmp, digest, None)
     }
 
-    /// [`Self::commit`]; under a batch, the file and directory flushes are left to the batch.
+    /// Make a fully written temp file the object `digest`: read-only, fsync, rename, fsync
+    /// the shard. Under a batch, the file and directory flushes are left to the batch.
     fn commit_in(
         &self,
-        tmp: NamedTempFile,
+        tmp: TempFile<'_>,
         digest: &Digest,
         batch: Option<&SyncBatch>,
     ) -> Result<()> {
         let shard = self.ensure_shard(digest, batch)?;
-        let file = tmp.as_file();
-        file.set_permissions(Permissions::from_mode(0o444))
-            .at(tmp.path())?;
+        use std::os::unix::fs::PermissionsExt;
+        let file = tmp.file();
+        file.set_permissions(fs::Permissions::from_mode(OBJECT_MODE))
+            .at(&tmp.path())?;
         if batch.is_none() {
-            file.sync_all().at(tmp.path())?;
+            file.sync_all().at(&tmp.path())?;
         }
-        let dest = shard.join(digest.to_hex());
-        let replacing = fs::symlink_metadata(&dest).is_ok();
-        let tmp = match tmp.persist(&dest) {
-            Ok(_) => None,
-            // The shard was removed behind our back: forget it, recreate it, try once more.
-            Err(e) if e.error.kind() == io::ErrorKind::NotFound => Some(e.file),
-            Err(e) => return Err(CoreError::io(&dest, e.error)),
+        let name = digest.to_hex();
+        let dest = shard.join(&name);
+        let replacing = match shard.kind_of(&name)? {
+            None => false,
+            Some(EntryKind::File) => true,
+            // A directory (or anything else) where the object belongs: damage that `verify`
+            // names. It is moved out of the way so that the fresh copy can take its place.
+            Some(_) => {
+                self.move_aside(&shard, &name)?;
+                true
+            }
         };
-        if let Some(tmp) = tmp {
-            self.shards[usize::from(digest.as_bytes()[0])].store(false, Ordering::Relaxed);
-            self.ensure_shard(digest, batch)?;
-            tmp.persist(&dest)
-                .map_err(|e| CoreError::io(&dest, e.error))?;
+        match tmp.persist(&shard, &name) {
+            Ok(()) => {}
+            Err(e) => return Err(CoreError::io(&dest, e)),
         }
         match batch {
             Some(batch) => batch.mark(),
-            None => sync_dir(&shard)?,
+            None => shard.sync()?,
         }
         if replacing {
             // The fresh bytes replaced whatever was there, damaged or not.
@@ -272,14 +415,38 @@ impl LocalStore {
         Ok(())
     }
 
+    /// Move the entry `name` of `shard` (not a regular file: a directory or a link someone
+    /// put where an object belongs) into `tmp/`, and delete it from there. A link is removed,
+    /// never followed; a directory's contents are deleted without following links in it.
+    fn move_aside(&self, shard: &Dir, name: &str) -> Result<()> {
+        let tmp = &self.writable()?.tmp;
+        let aside = format!("{:032x}.damaged", fastrand::u128(..));
+        shard
+            .rename(name, tmp, &aside)
+            .map_err(|e| CoreError::io(shard.join(name), e))?;
+        let path = tmp.join(&aside);
+        match tmp.kind_of(&aside)? {
+            Some(EntryKind::Dir) => fs::remove_dir_all(&path).at(&path),
+            _ => tmp.remove_file(&aside).map(drop),
+        }
+    }
+
     /// Leave a hint that an object of `size` bytes exists (see "size markers" in the spec).
     fn mark_size(&self, size: u64) {
-        // A hint: failing to write it costs speed on a later ingest, never correctness.
-        let _ = File::create(self.sizes.join(size.to_string()));
+        // A hint: failing to write it costs speed on a later ingest, never correctness. Never
+        // opens an existing file, so a link planted in its place changes nothing.
+        if let Ok(dirs) = &self.dirs.writable {
+            let _ = dirs
+                .sizes
+                .create_marker(&size.to_string(), self.sharing.file_mode());
+        }
     }
 
     fn size_marked(&self, size: u64) -> bool {
-        self.sizes.join(size.to_string()).exists()
+        match &self.dirs.writable {
+            Ok(dirs) => matches!(dirs.sizes.stat(&size.to_string()), Ok(Some(_))),
+            Err(_) => false,
+        }
     }
 
     fn put_small(
@@ -359,13 +526,13 @@ impl LocalStore {
 
     /// The size of the loose copy of `digest`, `None` when there is none.
     fn loose_size_of(&self, digest: &Digest) -> Result<Option<u64>> {
-        let path = self.object_path(digest);
-        match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(CoreError::io(&path, e)),
-        }
+        let Some(shard) = self.shard(digest)? else {
+            return Ok(None);
+        };
+        Ok(shard
+            .stat(&digest.to_hex())?
+            .filter(|s| rustix::fs::FileType::from_raw_mode(s.st_mode).is_file())
+            .map(|s| s.st_size as u64))
     }
 
     fn put_slice(&self, data: &[u8], batch: Option<&SyncBatch>) -> Result<PutOutcome> {
@@ -391,7 +558,7 @@ impl LocalStore {
             });
         }
         let mut tmp = self.new_temp()?;
-        tmp.write_all(data).at(tmp.path())?;
+        tmp.file_mut().write_all(data).at(&tmp.path())?;
         self.commit_in(tmp, &digest, batch)?;
         Ok(PutOutcome {
             digest,
@@ -430,12 +597,12 @@ impl LocalStore {
         };
 
         let mut tmp = self.new_temp()?;
-        let tmp_path = tmp.path().to_path_buf();
+        let tmp_path = tmp.path();
         let mut hasher = blake3::Hasher::new();
         let copied = copy_hashing(
             &mut file,
             source,
-            tmp.as_file_mut(),
+            tmp.file_mut(),
             &tmp_path,
             &mut hasher,
             progress,
@@ -462,7 +629,8 @@ impl LocalStore {
         })
     }
 
-    /// All well-formed object files, plus a problem for everything else under the root.
+    /// All well-formed object files, plus a problem for everything else under the root
+    /// (symbolic links included: they are reported, never followed).
     fn scan(&self) -> Result<(Vec<ObjectInfo>, Vec<Problem>)> {
         let mut objects = Vec::new();
         let mut strays = Vec::new();
@@ -472,40 +640,62 @@ impl LocalStore {
             path,
             detail: detail.to_string(),
         };
-        for entry in fs::read_dir(&self.root).at(&self.root)? {
-            let entry = entry.at(&self.root)?;
-            let path = entry.path();
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let file_type = entry.file_type().at(&path)?;
-            if name == TMP_DIR || name == SIZES_DIR || name == DAMAGED_DIR || name == PACK_DIR {
+        let root = &self.dirs.root;
+        for (name, kind) in root.entries()? {
+            let path = root.join(&name);
+            let Some(name) = name.to_str() else {
+                strays.push(stray(path, "not a shard directory"));
+                continue;
+            };
+            if kind == EntryKind::Symlink {
+                strays.push(stray(path, LINK_DETAIL));
                 continue;
             }
-            if !(file_type.is_dir() && is_shard_name(&name)) {
+            if [TMP_DIR, SIZES_DIR, DAMAGED_DIR, PACK_DIR].contains(&name) {
+                if kind == EntryKind::Dir {
+                    if let Some(dir) = root.open_dir(name)? {
+                        strays.extend(bookkeeping_strays(&dir, name)?);
+                    }
+                } else {
+                    strays.push(stray(path, "pacha keeps a directory here"));
+                }
+                continue;
+            }
+            if !(kind == EntryKind::Dir && is_shard_name(name)) {
                 strays.push(stray(path, "not a shard directory"));
                 continue;
             }
-            for object in fs::read_dir(&path).at(&path)? {
-                let object = object.at(&path)?;
-                let object_path = object.path();
-                let object_name = object.file_name();
-                let object_name = object_name.to_string_lossy();
-                let digest = match Digest::parse(&object_name) {
-                    Ok(d) if d.shard() == name => d,
+            let Some(shard) = root.open_dir(name)? else {
+                continue;
+            };
+            for (object_name, object_kind) in shard.entries()? {
+                let object_path = shard.join(&object_name);
+                let digest = match object_name.to_str().map(Digest::parse) {
+                    Some(Ok(d)) if d.shard() == name => d,
+                    _ if object_kind == EntryKind::Symlink => {
+                        strays.push(stray(object_path, LINK_DETAIL));
+                        continue;
+                    }
                     _ => {
                         strays.push(stray(object_path, "not an object name in this shard"));
                         continue;
                     }
                 };
-                let meta = fs::symlink_metadata(&object_path).at(&object_path)?;
-                if !meta.is_file() {
+                if object_kind == EntryKind::Symlink {
+                    strays.push(stray(object_path, LINK_DETAIL));
+                    continue;
+                }
+                let Some(stat) = shard.stat(&digest.to_hex())? else {
+                    continue;
+                };
+                if object_kind != EntryKind::File {
                     strays.push(stray(object_path, "an object must be a regular file"));
                     continue;
                 }
                 objects.push(ObjectInfo {
                     digest,
-                    size: meta.len(),
-                    modified: meta.modified().ok(),
+                    size: stat.st_size as u64,
+                    modified: crate::fsutil::modified(&stat),
                 });
             }
         }
@@ -560,13 +750,19 @@ impl LocalStore {
             self.mark_damaged(digest);
             problem(kind, detail)
         };
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        let file = match self.open_loose(digest) {
+            Ok(Some(file)) => file,
+            Ok(None) => {
                 return problem(
                     ProblemKind::Missing,
                     "the object file does not exist".into(),
                 );
+            }
+            Err(CoreError::Io { source, .. }) if is_link_error(&source) => {
+                return damaged(ProblemKind::Corrupt, LINK_DETAIL.into());
+            }
+            Err(e @ CoreError::Unsafe { .. }) => {
+                return problem(ProblemKind::Missing, e.to_string());
             }
             Err(e) => return problem(ProblemKind::Unreadable, e.to_string()),
         };
@@ -685,7 +881,7 @@ impl LocalStore {
         tempfile::Builder::new()
             .prefix(".pacha-")
             .suffix(".part")
-            .permissions(Permissions::from_mode(0o666))
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(parent)
             .at(parent)
     }
@@ -710,7 +906,7 @@ impl LocalStore {
             }
             Err(e) => return Err(CoreError::io(dest, e.error)),
         }
-        sync_dir(parent)
+        crate::fsutil::sync_dir(parent)
     }
 
     /// Run `check` on every (address, expected size, stored bytes) job. Large objects go one
@@ -781,49 +977,45 @@ impl LocalStore {
 
 impl ObjectStore for LocalStore {
     fn remove(&self, digests: &[Digest]) -> Result<u64> {
+        self.writable()?;
         let mut freed = 0;
         for digest in digests {
-            let path = self.object_path(digest);
-            let size = match fs::symlink_metadata(&path) {
-                Ok(meta) => meta.len(),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(CoreError::io(&path, e)),
+            let Some(shard) = self.shard(digest)? else {
+                continue;
             };
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(CoreError::io(&path, e)),
+            let name = digest.to_hex();
+            let Some(stat) = shard.stat(&name)? else {
+                continue;
+            };
+            if !shard.remove_file(&name)? {
+                continue;
             }
             self.clear_damaged(digest);
-            sync_dir(&self.root.join(digest.shard()))?;
-            freed += size;
+            shard.sync()?;
+            freed += stat.st_size as u64;
         }
         Ok(freed + self.pack.remove(digests)?)
     }
 
     fn remove_stale_temps(&self, older_than: SystemTime, dry_run: bool) -> Result<TempSweep> {
+        let tmp = &self.writable()?.tmp;
         let mut sweep = TempSweep::default();
-        for entry in fs::read_dir(&self.tmp).at(&self.tmp)? {
-            let entry = entry.at(&self.tmp)?;
-            let path = entry.path();
-            let meta = match fs::symlink_metadata(&path) {
-                Ok(meta) => meta,
+        for (name, kind) in tmp.entries()? {
+            let Some(name) = name.to_str() else { continue };
+            let Some(stat) = tmp.stat(name)? else {
                 // Finished (renamed into place) or removed by its writer meanwhile.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(CoreError::io(&path, e)),
+                continue;
             };
-            if !meta.is_file() || mtime(&meta).is_none_or(|m| m >= older_than) {
+            if kind != EntryKind::File
+                || crate::fsutil::modified(&stat).is_none_or(|m| m >= older_than)
+            {
                 continue;
             }
-            if !dry_run {
-                match fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(CoreError::io(&path, e)),
-                }
+            if !dry_run && !tmp.remove_file(name)? {
+                continue;
             }
             sweep.files += 1;
-            sweep.bytes += meta.len();
+            sweep.bytes += stat.st_size as u64;
         }
         Ok(sweep)
     }
@@ -907,13 +1099,7 @@ impl ObjectStore for LocalStore {
             return Self::export_packed(&data, dest, overwrite, progress);
         }
         let object_path = self.object_path(digest);
-        let (mut src, meta) = match open_regular(&object_path) {
-            Ok(opened) => opened,
-            Err(CoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return Err(CoreError::ObjectNotFound { digest: *digest });
-            }
-            Err(e) => return Err(e),
-        };
+        let (mut src, meta) = self.open_object(digest)?;
         let parent = Self::export_parent(dest, overwrite)?;
         progress.add_total(meta.len());
         let mut tmp = Self::export_temp(&parent)?;
@@ -954,13 +1140,7 @@ impl ObjectStore for LocalStore {
             return Ok(data);
         }
         let path = self.object_path(digest);
-        let (mut file, meta) = match open_regular(&path) {
-            Ok(opened) => opened,
-            Err(CoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return Err(CoreError::ObjectNotFound { digest: *digest });
-            }
-            Err(e) => return Err(e),
-        };
+        let (mut file, meta) = self.open_object(digest)?;
         if meta.len() > max_len {
             return Err(CoreError::Corrupt {
                 message: format!(
@@ -1010,6 +1190,10 @@ impl ObjectStore for LocalStore {
             self.check_object(digest, size, progress)
         });
         collect_report(results, Vec::new())
+    }
+
+    fn layout_problems(&self) -> Result<Vec<Problem>> {
+        Ok(self.scan()?.1)
     }
 
     fn verify_all(&self, progress: &Progress) -> Result<VerifyReport> {
@@ -1074,6 +1258,35 @@ fn collect_report(
     problems.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
     report.problems = problems;
     Ok(report)
+}
+
+/// How `verify` describes a symbolic link found in the store.
+const LINK_DETAIL: &str = "a symbolic link that pacha did not create (never followed)";
+
+/// `ELOOP` (or `EMLINK` on some systems): an open with `O_NOFOLLOW` met a symbolic link.
+fn is_link_error(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::EMLINK)
+}
+
+/// Problems in one of the store's bookkeeping directories (`name`): anything but regular
+/// files (and, in `packs/`, only the pack's own files) is a stray.
+fn bookkeeping_strays(dir: &Dir, name: &str) -> Result<Vec<Problem>> {
+    let mut strays = Vec::new();
+    for (entry, kind) in dir.entries()? {
+        let detail = match kind {
+            EntryKind::File => continue,
+            EntryKind::Symlink => LINK_DETAIL,
+            EntryKind::Dir if name == TMP_DIR => continue,
+            _ => "pacha keeps only regular files here",
+        };
+        strays.push(Problem {
+            kind: ProblemKind::Stray,
+            digest: None,
+            path: dir.join(entry),
+            detail: detail.into(),
+        });
+    }
+    Ok(strays)
 }
 
 fn is_shard_name(name: &str) -> bool {

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::{Digest, Progress, Result};
 
 pub use local::{LocalStore, SMALL_OBJECT_MAX};
+pub(crate) use pack::PACK_DIR;
 pub use pack::PACK_MAX;
 
 /// The result of putting bytes into the store.
@@ -234,6 +235,10 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     /// Check every object in the store and report strays.
     fn verify_all(&self, progress: &Progress) -> Result<VerifyReport>;
+
+    /// Report what is in the store's location but is not an object or its bookkeeping
+    /// (strays, symbolic links), without reading any object.
+    fn layout_problems(&self) -> Result<Vec<Problem>>;
 
     /// Delete objects (garbage collection only), every stored copy of each; returns the
     /// bytes freed. Objects already gone are skipped.

@@ -10,7 +10,6 @@
 //! Only the local store knows the pack exists: callers see objects by address, wherever
 //! their bytes live. See "Packed objects" in `docs/store-format.md`.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,14 +18,14 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::ObjectInfo;
 use crate::db::{db_error, retry_busy, BUSY_TIMEOUT};
-use crate::fsutil::{ensure_dir, sync_dir};
+use crate::fsutil::{Dir, Sharing};
 use crate::{Digest, Result};
 
 /// Objects up to this size, written as part of a batch, are packed.
 pub const PACK_MAX: u64 = 64 * 1024;
 
 pub(crate) const PACK_DIR: &str = "packs";
-const PACK_FILE: &str = "small.sqlite";
+pub(crate) const PACK_FILE: &str = "small.sqlite";
 
 /// Larger pages than SQLite's default 4 KiB, so that a 4 KiB object fits in one page with
 /// its neighbours instead of spilling into an overflow page of its own.
@@ -60,11 +59,21 @@ pub(crate) struct PackedObject<'a> {
 
 #[derive(Debug)]
 pub(crate) struct Pack {
-    dir: PathBuf,
+    /// The store's root, from which `packs/` is reached without following links.
+    store_root: Dir,
+    sharing: Sharing,
+    writable: bool,
     path: PathBuf,
     /// Opened on first use; until a pack exists, readers pay one `stat` per lookup, never
     /// an SQLite open.
-    conn: Mutex<Option<Connection>>,
+    conn: Mutex<Option<OpenPack>>,
+}
+
+#[derive(Debug)]
+struct OpenPack {
+    conn: Connection,
+    /// The process that opened it: a connection must not cross a `fork` (SQLite's rule).
+    pid: u32,
 }
 
 fn now_ms() -> i64 {
@@ -74,13 +83,14 @@ fn now_ms() -> i64 {
 }
 
 impl Pack {
-    pub(crate) fn new(store_root: &Path) -> Self {
-        let dir = store_root.join(PACK_DIR);
-        Pack {
-            path: dir.join(PACK_FILE),
-            dir,
+    pub(crate) fn new(store_root: &Dir, sharing: Sharing, writable: bool) -> Result<Self> {
+        Ok(Pack {
+            path: store_root.join(PACK_DIR).join(PACK_FILE),
+            store_root: store_root.try_clone()?,
+            sharing,
+            writable,
             conn: Mutex::new(None),
-        }
+        })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -92,51 +102,70 @@ impl Pack {
     }
 
     /// The open connection, or `None` when there is no pack yet and `create` is false.
-    fn connection(&self, create: bool) -> Result<Option<MutexGuard<'_, Option<Connection>>>> {
+    fn connection(&self, create: bool) -> Result<Option<MutexGuard<'_, Option<OpenPack>>>> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.is_some() {
-            return Ok(Some(guard));
+        let pid = std::process::id();
+        match guard.take() {
+            Some(open) if open.pid == pid => {
+                *guard = Some(open);
+                return Ok(Some(guard));
+            }
+            // Inherited across a fork: never used or closed here (closing would drop the
+            // parent's file locks on this process's behalf); a fresh connection is opened.
+            Some(inherited) => std::mem::forget(inherited),
+            None => {}
         }
-        if !create && !self.path.exists() {
-            return Ok(None);
+        let create = create && self.writable;
+        let packs = match self.store_root.open_dir(PACK_DIR)? {
+            Some(dir) => dir,
+            None if create => {
+                let (dir, _) = self
+                    .store_root
+                    .ensure_dir(PACK_DIR, self.sharing.dir_mode())?;
+                self.store_root.sync()?;
+                dir
+            }
+            None => return Ok(None),
+        };
+        if packs.kind_of(PACK_FILE)? == Some(crate::fsutil::EntryKind::Symlink) {
+            return Err(crate::fsutil::foreign_entry(&self.path, "a symbolic link"));
         }
-        if ensure_dir(&self.dir)? {
-            if let Some(store_root) = self.dir.parent() {
-                sync_dir(store_root)?;
+        if packs.stat(PACK_FILE)?.is_none() {
+            if !create {
+                return Ok(None);
+            }
+            // Created with the registry's mode before SQLite opens it (SQLite gives its
+            // journal the same mode), and its directory entry made durable here: SQLite
+            // syncs the file and its journal's entry, not the file's own.
+            if packs
+                .create_new(PACK_FILE, self.sharing.file_mode())?
+                .is_some()
+            {
+                packs.sync()?;
             }
         }
-        // Created private to its owner before SQLite opens it (SQLite gives its journal the
-        // same mode). The registry directory is 0700 anyway. Its directory entry is made
-        // durable here: SQLite syncs the file and its journal's entry, not the file's own.
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&self.path)
-        {
-            Ok(_) => sync_dir(&self.dir)?,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(crate::CoreError::io(&self.path, e)),
-        }
-        let conn = Connection::open(&self.path).map_err(|e| self.err(e))?;
+        let conn =
+            crate::db::open_beneath(&packs, PACK_FILE, self.writable).map_err(|e| self.err(e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.err(e))?;
-        retry_busy(|| {
-            // page_size and auto_vacuum take effect only before the first table exists, and
-            // are harmless no-ops afterwards. FULL: a commit is durable when it returns.
-            // The page cache holds a whole flush's dirty pages, so that a batch's transaction
-            // does not spill pages to disk before its commit.
-            conn.execute_batch(&format!(
-                "PRAGMA page_size = {PAGE_SIZE};
-                 PRAGMA auto_vacuum = INCREMENTAL;
-                 PRAGMA journal_mode = PERSIST;
-                 PRAGMA journal_size_limit = {JOURNAL_LIMIT};
-                 PRAGMA synchronous = FULL;
-                 PRAGMA cache_size = -{CACHE_KIB};
-                 {SCHEMA};"
-            ))
-            .map_err(|e| self.err(e))
-        })?;
-        *guard = Some(conn);
+        if self.writable {
+            retry_busy(|| {
+                // page_size and auto_vacuum take effect only before the first table exists,
+                // and are harmless no-ops afterwards. FULL: a commit is durable when it
+                // returns. The page cache holds a whole flush's dirty pages, so that a
+                // batch's transaction does not spill pages to disk before its commit.
+                conn.execute_batch(&format!(
+                    "PRAGMA page_size = {PAGE_SIZE};
+                     PRAGMA auto_vacuum = INCREMENTAL;
+                     PRAGMA journal_mode = PERSIST;
+                     PRAGMA journal_size_limit = {JOURNAL_LIMIT};
+                     PRAGMA synchronous = FULL;
+                     PRAGMA cache_size = -{CACHE_KIB};
+                     {SCHEMA};"
+                ))
+                .map_err(|e| self.err(e))
+            })?;
+        }
+        *guard = Some(OpenPack { conn, pid });
         Ok(Some(guard))
     }
 
@@ -149,7 +178,7 @@ impl Pack {
         let Some(mut guard) = self.connection(create)? else {
             return Ok(None);
         };
-        let Some(conn) = guard.as_mut() else {
+        let Some(OpenPack { conn, .. }) = guard.as_mut() else {
             return Ok(None);
         };
         retry_busy(|| f(conn).map_err(|e| self.err(e))).map(Some)

@@ -95,18 +95,19 @@ fn paths_roots_leaves_and_order() {
 fn cache_round_trips_and_rejects_damage() {
     let g = chain(50);
     let dir = tempfile::tempdir().expect("tempdir");
-    cache::save(&g, dir.path()).expect("save");
-    let loaded = cache::load(dir.path(), "t").expect("load");
+    let handle = crate::fsutil::Dir::open(dir.path()).expect("dir");
+    cache::save(&g, &handle, 0o600).expect("save");
+    let loaded = cache::load(&handle, "t").expect("load");
     assert_eq!(loaded.node_count(), g.node_count());
     assert_eq!(loaded.edge_count(), g.edge_count());
     let e = g.walk(0, &Walk::new(Direction::Down)).edges;
     assert_eq!(loaded.walk(0, &Walk::new(Direction::Down)).edges, e);
     assert_eq!(loaded.label(3), g.label(3));
-    assert!(cache::load(dir.path(), "other-token").is_none(), "stale");
+    assert!(cache::load(&handle, "other-token").is_none(), "stale");
     let path = dir.path().join(cache::FILE_NAME);
     let mut bytes = std::fs::read(&path).expect("read");
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&path, &bytes).expect("write");
-    assert!(cache::load(dir.path(), "t").is_none(), "damaged");
+    assert!(cache::load(&handle, "t").is_none(), "damaged");
 }

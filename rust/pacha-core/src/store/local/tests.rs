@@ -1,4 +1,5 @@
 use super::*;
+use std::fs::Permissions;
 use std::os::unix::fs::PermissionsExt;
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -20,7 +21,10 @@ fn fresh() -> (tempfile::TempDir, LocalStore) {
 }
 
 fn tmp_is_empty(store: &LocalStore) -> bool {
-    fs::read_dir(&store.tmp).expect("tmp dir").next().is_none()
+    fs::read_dir(store.root().join(TMP_DIR))
+        .expect("tmp dir")
+        .next()
+        .is_none()
 }
 
 #[test]
