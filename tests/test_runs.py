@@ -253,3 +253,61 @@ def test_verify_covers_run_artifacts(reg: pacha.Registry, tmp_path: Path) -> Non
     assert not result.ok
     [problem] = result.problems
     assert problem.digest == digest and problem.breaks == [f"run:{run.id}"]
+
+
+def _git_repo(root: Path, **config: str) -> Path:
+    root.mkdir()
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (root / "train.py").write_text("print('train')\n")
+    subprocess.run([*git, "add", "train.py"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "init"], check=True)
+    for key, value in config.items():
+        subprocess.run(["git", "-C", str(root), "config", key, value], check=True)
+    return root
+
+
+def _start_in(reg: pacha.Registry, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    monkeypatch.chdir(cwd)
+    with reg.start_run() as run:
+        pass
+    return reg.get_run(run.id).environment
+
+
+def test_starting_a_run_in_a_hostile_repository_runs_nothing_from_it(
+    reg: pacha.Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A downloaded artifact may carry a `.git/config` naming programs that git runs on its
+    own (`core.fsmonitor` on `git status`, a clean filter on changed files). Capturing the
+    run's environment inside it must run none of them."""
+    marker = tmp_path / "pwned"
+    payload = tmp_path / "payload.sh"
+    payload.write_text(f"#!/bin/sh\ntouch {marker}\ncat\n")
+    payload.chmod(0o755)
+    fsmonitor = _git_repo(tmp_path / "fsmonitor", **{"core.fsmonitor": str(payload)})
+    env = _start_in(reg, fsmonitor, monkeypatch)
+    assert not marker.exists()
+    assert len(env["git"]["commit"]) == 40 and env["git"]["dirty"] is None
+    assert "core.fsmonitor" in env["git"]["dirty_unchecked"]
+
+    filtered = _git_repo(tmp_path / "filtered", **{"filter.evil.clean": str(payload)})
+    (filtered / ".gitattributes").write_text("* filter=evil\n")
+    (filtered / "train.py").write_text("print('changed')\n")
+    env = _start_in(reg, filtered, monkeypatch)
+    assert not marker.exists()
+    assert env["git"]["dirty"] is None
+
+    included = _git_repo(tmp_path / "included", **{"include.path": str(tmp_path / "x.cfg")})
+    (tmp_path / "x.cfg").write_text(f"[core]\n\tfsmonitor = {payload}\n")
+    _start_in(reg, included, monkeypatch)
+    assert not marker.exists()
+
+
+def test_a_plain_repository_records_commit_and_dirty_flag(
+    reg: pacha.Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = _git_repo(tmp_path / "plain", **{"remote.origin.url": "https://example.org/x.git"})
+    clean = _start_in(reg, repo, monkeypatch)
+    assert clean["git"]["dirty"] is False
+    (repo / "train.py").write_text("print('edited')\n")
+    assert _start_in(reg, repo, monkeypatch)["git"]["dirty"] is True

@@ -141,11 +141,21 @@ class ArtifactVersion(BaseModel):
     history: list[StageTransition] = Field(default_factory=list)
     run: Optional[str] = Field(None, description="Id of the run that produced this version.")
     _document: Optional[str] = PrivateAttr(default=None)
+    _skipped: tuple[str, ...] = PrivateAttr(default=())
 
     @property
     def ref(self) -> str:
         """``name:version``, usable wherever a reference is accepted."""
         return f"{self.name}:{self.version}"
+
+    @property
+    def skipped(self) -> tuple[str, ...]:
+        """Paths of the registered directory that were left out (``.git``,
+        ``__pycache__``); empty except on the result of a registration."""
+        return self._skipped
+
+    def _set_skipped(self, paths: list[str]) -> None:
+        self.__pydantic_private__["_skipped"] = tuple(paths)  # type: ignore[index]
 
     def document(self) -> Optional[dict[str, Any]]:
         """The stored card or datasheet as plain JSON data, if any."""

@@ -116,7 +116,7 @@ def _model_from_row(
         "history": history or [],
         "run": run,
     }
-    return _construct(cls, fields, {"_document": card})
+    return _construct(cls, fields, {"_document": card, "_skipped": ()})
 
 
 _object_setattr = object.__setattr__
@@ -279,9 +279,12 @@ class Registry:
         datasets: Sequence[NodeLike] = (),
         eval_datasets: Sequence[NodeLike] = (),
         recipe: Optional[NodeLike] = None,
+        include_vcs: bool = False,
         progress: Optional[_core.Progress] = None,
     ) -> ModelVersion:
         """Register a model file or directory (a Hugging Face folder, say) as a new version.
+        A directory's ``.git`` and ``__pycache__`` are left out unless ``include_vcs``
+        (``.skipped`` on the result lists what was).
 
         Give ``version`` ("1.0.0") or ``bump`` ("major" | "minor" | "patch"). ``card`` is a
         `ModelCard`, a mapping, or a TOML/YAML/JSON/Markdown file; ``metrics`` go into it.
@@ -319,6 +322,7 @@ class Registry:
             _model_edges(
                 parents, relation, relation_params, weights, datasets, eval_datasets, recipe
             ),
+            include_vcs,
         )
 
     def get_model(self, ref: str, version: Optional[str] = None) -> ModelVersion:
@@ -413,6 +417,7 @@ class Registry:
         tags: Optional[Mapping[str, str]] = None,
         derived_from: Sequence[NodeLike] = (),
         transformation: Optional[str] = None,
+        include_vcs: bool = False,
         progress: Optional[_core.Progress] = None,
     ) -> DatasetVersion:
         """Register a dataset file or directory as a new version. ``purpose`` is the quick
@@ -441,6 +446,7 @@ class Registry:
                 _edge("dataset", d, "derived_from", {"transformation": transformation})
                 for d in derived_from
             ],
+            include_vcs,
         )
 
     def get_dataset(self, ref: str, version: Optional[str] = None) -> DatasetVersion:
@@ -527,7 +533,7 @@ class Registry:
         with tempfile.TemporaryDirectory(prefix="pacha-recipe-") as tmp:
             copy = Path(tmp) / "recipe.toml"
             copy.write_bytes(text.encode("utf-8"))
-            info = self._core.register(
+            info, _ = self._core.register(
                 "recipe",
                 str(data["name"]),
                 copy,
@@ -972,8 +978,9 @@ class Registry:
         cls: type[V],
         run: Optional[str] = None,
         lineage: Optional[list[tuple[str, str, str]]] = None,
+        include_vcs: bool = False,
     ) -> V:
-        info = self._core.register(
+        info, skipped = self._core.register(
             kind,
             name,
             os.fspath(path),
@@ -985,9 +992,12 @@ class Registry:
             actor=_actor(),
             run=run,
             lineage=lineage or [],
+            include_vcs=include_vcs,
             progress=progress,
         )
-        return self._with_history(info, cls)
+        registered = self._with_history(info, cls)
+        registered._set_skipped(skipped)
+        return registered
 
     def _with_history(self, info: _core.VersionInfo, cls: type[V]) -> V:
         from pacha.models import Stage, StageTransition

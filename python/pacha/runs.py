@@ -103,14 +103,11 @@ def capture_environment(actor: str) -> dict[str, Any]:
         env["ram_bytes"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         env["ram_bytes"] = None
-    commit = _command(["git", "rev-parse", "HEAD"])
-    if commit:
-        # --no-optional-locks: never take index.lock from under the user's own git.
-        status = _command(
-            ["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"]
-        )
-        dirty = None if status is None else bool(status.strip())
-        env["git"] = {"commit": commit.strip(), "dirty": dirty}
+    from pacha.gitinfo import git_state
+
+    git = git_state()
+    if git is not None:
+        env["git"] = git
     return env
 
 

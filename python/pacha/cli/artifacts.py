@@ -154,12 +154,23 @@ def make_group(kind: str) -> typer.Typer:
         from pacha.cli.output import human_size, print_json
 
         if json_out:
-            print_json(result.to_json())
+            document = result.to_json()
+            if result.skipped:
+                document["skipped"] = list(result.skipped)
+            print_json(document)
         else:
             typer.echo(
                 f"{verb} {noun} {result.ref} ({human_size(result.size)}, {result.stage.value}, "
                 f"BLAKE3 {result.digest[:16]}…)"
             )
+            if result.skipped:
+                from pacha.cli.output import describe_paths
+
+                typer.echo(
+                    f"left out {describe_paths(result.skipped)} (version control and caches; "
+                    "--include-vcs keeps them)",
+                    err=True,
+                )
 
     @group.command("register")
     def register(
@@ -299,6 +310,13 @@ def make_group(kind: str) -> typer.Typer:
                 hidden=kind == "model",
             ),
         ] = None,
+        include_vcs: Annotated[
+            bool,
+            typer.Option(
+                "--include-vcs",
+                help="Keep .git/ and __pycache__/ directories (left out by default).",
+            ),
+        ] = False,
         json_out: JsonOption = False,
         quiet: QuietOption = False,
     ) -> None:
@@ -342,6 +360,7 @@ def make_group(kind: str) -> typer.Typer:
                     datasets=dataset or [],
                     eval_datasets=eval_dataset or [],
                     recipe=recipe,
+                    include_vcs=include_vcs,
                     progress=progress,
                 )
             else:
@@ -361,6 +380,7 @@ def make_group(kind: str) -> typer.Typer:
                     tags=tags,
                     derived_from=derived_from or [],
                     transformation=transformation,
+                    include_vcs=include_vcs,
                     progress=progress,
                 )
         registered(result, json_out, "registered")

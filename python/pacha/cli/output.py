@@ -75,6 +75,13 @@ def print_columns(
     sys.stdout.write("\n".join(out) + "\n")
 
 
+def describe_paths(paths: Sequence[str], shown: int = 3) -> str:
+    """``a/, b/ and 3 more`` for a message (each escaped to stay on one line)."""
+    names = [_one_line(p) for p in paths[:shown]]
+    rest = len(paths) - len(names)
+    return ", ".join(names) + (f" and {rest} more" if rest else "")
+
+
 def human_size(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

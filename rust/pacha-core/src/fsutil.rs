@@ -26,6 +26,20 @@ pub(crate) fn create_private_dir_all(dir: &Path) -> Result<()> {
         .at(dir)
 }
 
+/// The process's umask, read without changing it (Linux reports it in /proc; elsewhere the
+/// common 022 is assumed).
+pub(crate) fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
+}
+
 /// The modification time in a `stat`.
 pub(crate) fn modified(stat: &rustix::fs::Stat) -> Option<SystemTime> {
     let secs = u64::try_from(stat.st_mtime).ok()?;
@@ -65,12 +79,6 @@ pub(crate) fn file_kind(meta: &fs::Metadata) -> &'static str {
 /// we opened (fstat on the descriptor, no race with a rename) and refuse it.
 pub(crate) fn open_regular(path: &Path) -> Result<(File, fs::Metadata)> {
     open_regular_with(path, libc::O_NONBLOCK)
-}
-
-/// Like [`open_regular`], but a symbolic link in the last component is refused (`ELOOP`)
-/// instead of followed: for files whose identity was checked beforehand.
-pub(crate) fn open_regular_nofollow(path: &Path) -> Result<(File, fs::Metadata)> {
-    open_regular_with(path, libc::O_NONBLOCK | libc::O_NOFOLLOW)
 }
 
 fn open_regular_with(path: &Path, flags: i32) -> Result<(File, fs::Metadata)> {

@@ -48,7 +48,7 @@ pub fn hash_slice(data: &[u8]) -> Digest {
 /// Feed a buffer to a hasher, using several threads when it is large.
 pub fn update_slice(hasher: &mut Hasher, data: &[u8]) {
     if data.len() >= PARALLEL_SLICE_MIN {
-        hasher.update_rayon(data);
+        crate::parallel::install(|| hasher.update_rayon(data));
     } else {
         hasher.update(data);
     }

@@ -15,6 +15,7 @@ mod fsutil;
 pub mod hash;
 pub mod lineage;
 pub mod meta;
+mod parallel;
 pub mod progress;
 pub mod registry;
 pub mod store;

@@ -1,9 +1,14 @@
-//! Directories as artifacts: a tree manifest (relative path, digest, size, executable bit for
-//! every file, plus empty directories), itself stored as an object.
+//! Directories as artifacts: a tree manifest (relative path, digest, size and permission
+//! bits of every file, plus empty directories), itself stored as an object.
 //!
 //! The manifest is JSON with a fixed field order and entries sorted by path, so the same
 //! directory always gives the same manifest digest. A manifest read back from the store is
 //! validated as hostile input: no absolute paths, no `..`, no duplicates.
+//!
+//! The directory is walked by descriptor (each subdirectory opened relative to its parent,
+//! never through a link) and each file is opened relative to the root with every component
+//! checked again, so what the walk saw is what is stored: swapping a subdirectory for a link
+//! while a large directory is being registered cannot bring in a file from elsewhere.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -12,18 +17,24 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::IoContext;
-use crate::fsutil::{file_kind, open_regular_nofollow};
+use crate::fsutil::{Dir, EntryKind};
 use crate::store::{ObjectStore, SyncBatch};
 use crate::{CoreError, Digest, Progress, Result};
 
-pub const MANIFEST_FORMAT: &str = "pacha.tree/1";
+pub const MANIFEST_FORMAT: &str = "pacha.tree/2";
+/// The first format: an executable flag instead of permission bits. Still read.
+const MANIFEST_FORMAT_V1: &str = "pacha.tree/1";
 
 /// Manifests larger than this are refused when read back (a corrupt or hostile object).
 pub const MAX_MANIFEST_BYTES: u64 = 512 << 20;
+
+/// Directories (and `.git` files of worktrees and submodules) left out of a registered
+/// directory unless asked for: version-control metadata, which can make git run programs
+/// in a downloaded copy (`core.fsmonitor`), and Python's bytecode caches.
+pub const VCS_AND_CACHES: &[&str] = &[".git", "__pycache__"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +52,33 @@ pub struct Entry {
     pub path: String,
     pub digest: String,
     pub size: u64,
-    pub executable: bool,
+    /// Permission bits (`0o777` at most: set-id and sticky bits are never recorded).
+    pub mode: u32,
+}
+
+impl Entry {
+    pub fn executable(&self) -> bool {
+        self.mode & 0o111 != 0
+    }
+}
+
+/// A version 1 manifest, converted on reading.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestV1 {
+    #[allow(dead_code)]
+    format: String,
+    entries: Vec<EntryV1>,
+    empty_directories: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryV1 {
+    path: String,
+    digest: String,
+    size: u64,
+    executable: bool,
 }
 
 /// What ingesting a directory produced.
@@ -53,15 +90,33 @@ pub struct TreeIngest {
     pub file_count: u64,
     /// Every object the tree needs: each distinct file object and the manifest.
     pub objects: Vec<(Digest, u64)>,
+    /// What was left out ([`VCS_AND_CACHES`]), relative paths.
+    pub skipped: Vec<String>,
+}
+
+/// Choices for reading a directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalkOptions {
+    /// Keep [`VCS_AND_CACHES`] instead of skipping them.
+    pub include_vcs: bool,
 }
 
 struct FileToStore {
     relative: String,
-    absolute: PathBuf,
     size: u64,
-    executable: bool,
+    mode: u32,
+    /// Reached through a symbolic link (followed, inside the directory only).
+    through_link: bool,
     /// (device, inode) seen by the walk: the file opened later must be this very file.
     identity: (u64, u64),
+}
+
+/// What the walk found.
+#[derive(Default)]
+struct Walked {
+    files: Vec<FileToStore>,
+    empty: Vec<String>,
+    skipped: Vec<String>,
 }
 
 fn refuse(path: &Path, why: &str) -> CoreError {
@@ -70,93 +125,143 @@ fn refuse(path: &Path, why: &str) -> CoreError {
     }
 }
 
-fn relative_text(root: &Path, path: &Path) -> Result<String> {
-    let relative = path.strip_prefix(root).unwrap_or(path);
-    let text = relative.to_str().ok_or_else(|| {
-        refuse(
-            path,
-            "the file name is not valid UTF-8; rename it to store the directory",
-        )
-    })?;
-    Ok(text.to_string())
+fn replaced(path: &Path, what: &str) -> CoreError {
+    CoreError::SourceChanged {
+        path: path.into(),
+        detail: format!("{what} during the walk"),
+    }
 }
 
-/// Walk `root`, collecting regular files and empty directories; refuse anything that cannot
-/// be stored faithfully.
+/// Walk the directory `dir` (at `prefix` below the root), collecting regular files, links
+/// to files inside the root, and empty directories; refuse anything that cannot be stored
+/// faithfully.
 fn walk(
-    root: &Path,
-    canonical_root: &Path,
-    dir: &Path,
-    files: &mut Vec<FileToStore>,
-    empty: &mut Vec<String>,
+    root: &Dir,
+    dir: &Dir,
+    prefix: &str,
+    options: WalkOptions,
+    found: &mut Walked,
 ) -> Result<()> {
-    let mut entries: Vec<fs::DirEntry> = fs::read_dir(dir)
-        .at(dir)?
-        .collect::<io::Result<_>>()
-        .at(dir)?;
-    if entries.is_empty() && dir != root {
-        empty.push(relative_text(root, dir)?);
+    let mut entries = dir.entries()?;
+    if entries.is_empty() && !prefix.is_empty() {
+        found.empty.push(prefix.trim_end_matches('/').to_string());
         return Ok(());
     }
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        let meta = fs::symlink_metadata(&path).at(&path)?;
-        let file_type = meta.file_type();
-        if file_type.is_dir() {
-            walk(root, canonical_root, &path, files, empty)?;
-        } else if file_type.is_file() {
-            files.push(FileToStore {
-                relative: relative_text(root, &path)?,
-                size: meta.len(),
-                executable: meta.permissions().mode() & 0o111 != 0,
-                identity: (meta.dev(), meta.ino()),
-                absolute: path,
-            });
-        } else if file_type.is_symlink() {
-            let target = fs::canonicalize(&path).map_err(|e| {
-                refuse(
-                    &path,
-                    &format!("a symbolic link that cannot be followed ({e})"),
-                )
-            })?;
-            if !target.starts_with(canonical_root) {
-                return Err(refuse(
-                    &path,
-                    "a symbolic link pointing outside the directory; copy the file in instead",
-                ));
-            }
-            let target_meta = fs::metadata(&target).at(&target)?;
-            if !target_meta.is_file() {
-                return Err(refuse(
-                    &path,
-                    "a symbolic link to something other than a regular file; only links to \
-                     files inside the directory are stored (as the file they point to)",
-                ));
-            }
-            files.push(FileToStore {
-                relative: relative_text(root, &path)?,
-                size: target_meta.len(),
-                executable: target_meta.permissions().mode() & 0o111 != 0,
-                identity: (target_meta.dev(), target_meta.ino()),
-                absolute: target,
-            });
-        } else {
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, kind) in entries {
+        let path = dir.join(&name);
+        let Some(name) = name.to_str() else {
             return Err(refuse(
                 &path,
-                &format!(
-                    "a {}; a directory artifact may hold only files and directories",
-                    file_kind(&meta)
-                ),
+                "the file name is not valid UTF-8; rename it to store the directory",
             ));
+        };
+        let relative = format!("{prefix}{name}");
+        if !options.include_vcs && VCS_AND_CACHES.contains(&name) {
+            found.skipped.push(relative);
+            continue;
+        }
+        match kind {
+            EntryKind::Dir => {
+                let child = match dir.open_dir(name) {
+                    Ok(Some(child)) => child,
+                    Ok(None) => return Err(replaced(&path, "it was removed")),
+                    Err(CoreError::Unsafe { .. }) => {
+                        return Err(replaced(&path, "it was replaced by a symbolic link"))
+                    }
+                    Err(e) => return Err(e),
+                };
+                walk(root, &child, &format!("{relative}/"), options, found)?;
+            }
+            EntryKind::File => {
+                let Some(stat) = dir.stat(name)? else {
+                    return Err(replaced(&path, "it was removed"));
+                };
+                if !rustix::fs::FileType::from_raw_mode(stat.st_mode).is_file() {
+                    return Err(replaced(&path, "it was replaced"));
+                }
+                found.files.push(FileToStore {
+                    relative,
+                    size: stat.st_size as u64,
+                    mode: stat.st_mode & 0o777,
+                    through_link: false,
+                    identity: (stat.st_dev, stat.st_ino),
+                });
+            }
+            EntryKind::Symlink => {
+                let file = open_link_target(root, &relative, &path)?;
+                let meta = file.metadata().map_err(|e| CoreError::io(&path, e))?;
+                if !meta.is_file() {
+                    return Err(refuse(
+                        &path,
+                        "a symbolic link to something other than a regular file; only links to \
+                         files inside the directory are stored (as the file they point to)",
+                    ));
+                }
+                found.files.push(FileToStore {
+                    relative,
+                    size: meta.len(),
+                    mode: meta.permissions().mode() & 0o777,
+                    through_link: true,
+                    identity: (meta.dev(), meta.ino()),
+                });
+            }
+            EntryKind::Other => {
+                let what = dir
+                    .stat(name)?
+                    .map(|s| file_type_name(rustix::fs::FileType::from_raw_mode(s.st_mode)))
+                    .unwrap_or("special file");
+                return Err(refuse(
+                    &path,
+                    &format!("a {what}; a directory artifact may hold only files and directories"),
+                ));
+            }
         }
     }
     Ok(())
 }
 
+fn file_type_name(t: rustix::fs::FileType) -> &'static str {
+    use rustix::fs::FileType;
+    match t {
+        FileType::Fifo => "FIFO (named pipe)",
+        FileType::Socket => "socket",
+        FileType::BlockDevice => "block device",
+        FileType::CharacterDevice => "character device",
+        _ => "special file",
+    }
+}
+
+/// Open what the link at `relative` points to, following links only inside `root`.
+fn open_link_target(root: &Dir, relative: &str, path: &Path) -> Result<fs::File> {
+    root.open_beneath(relative, true).map_err(|e| {
+        let why = match e.raw_os_error() {
+            Some(libc::EXDEV) => {
+                "a symbolic link pointing outside the directory; copy the file in instead"
+                    .to_string()
+            }
+            Some(libc::ELOOP) => {
+                "a symbolic link that cannot be followed (it loops); copy the file in instead"
+                    .to_string()
+            }
+            Some(libc::ENOENT) => {
+                "a symbolic link that cannot be followed (it points to nothing)".to_string()
+            }
+            _ => format!("a symbolic link that cannot be followed ({e})"),
+        };
+        refuse(path, &why)
+    })
+}
+
 /// Store every file under `root` and a manifest naming them; identical files are stored once.
 pub fn ingest_dir(store: &dyn ObjectStore, root: &Path, progress: &Progress) -> Result<TreeIngest> {
-    ingest_dir_recording(store, root, progress, &Mutex::new(Vec::new()))
+    ingest_dir_recording(
+        store,
+        root,
+        WalkOptions::default(),
+        progress,
+        &Mutex::new(Vec::new()),
+    )
 }
 
 /// [`ingest_dir`], adding to `written` every object it wrote (not those that were already
@@ -164,6 +269,7 @@ pub fn ingest_dir(store: &dyn ObjectStore, root: &Path, progress: &Progress) -> 
 pub fn ingest_dir_recording(
     store: &dyn ObjectStore,
     root: &Path,
+    options: WalkOptions,
     progress: &Progress,
     written: &Mutex<Vec<Digest>>,
 ) -> Result<TreeIngest> {
@@ -175,13 +281,24 @@ pub fn ingest_dir_recording(
                 .push(outcome.digest);
         }
     };
-    let canonical_root = fs::canonicalize(root).at(root)?;
-    let mut files = Vec::new();
-    let mut empty = Vec::new();
-    walk(root, &canonical_root, root, &mut files, &mut empty)?;
-    progress.add_total(files.iter().map(|f| f.size).sum());
+    let root_dir = Dir::open(root)?;
+    let mut found = Walked::default();
+    walk(&root_dir, &root_dir, "", options, &mut found)?;
+    if found.files.is_empty() && found.empty.is_empty() {
+        let why = if found.skipped.is_empty() {
+            "the directory is empty; there is nothing to register".to_string()
+        } else {
+            format!(
+                "every entry of the directory is skipped ({}); pass --include-vcs \
+                 (include_vcs=True) to keep them",
+                found.skipped.join(", ")
+            )
+        };
+        return Err(refuse(root, &why));
+    }
+    progress.add_total(found.files.iter().map(|f| f.size).sum());
     let batch = SyncBatch::new();
-    let stored = store_files(store, &files, progress, &batch, &record);
+    let stored = store_files(store, &root_dir, &found.files, progress, &batch, &record);
     // Recorded whether or not the batch failed: what it stored must be removable.
     written
         .lock()
@@ -189,11 +306,11 @@ pub fn ingest_dir_recording(
         .extend(batch.take_written());
     let mut entries = stored?;
     entries.sort_by(|a, b| a.path.cmp(&b.path));
-    empty.sort();
+    found.empty.sort();
     let manifest = Manifest {
         format: MANIFEST_FORMAT.to_string(),
         entries,
-        empty_directories: empty,
+        empty_directories: found.empty,
     };
     let bytes = serde_json::to_vec(&manifest).map_err(|e| CoreError::InvalidInput {
         message: format!("cannot encode the tree manifest: {e}"),
@@ -214,41 +331,52 @@ pub fn ingest_dir_recording(
         size: manifest.entries.iter().map(|e| e.size).sum(),
         file_count: manifest.entries.len() as u64,
         objects,
+        skipped: found.skipped,
     })
 }
 
 /// Continue [`ingest_dir_recording`] after the walk: store every file in one batch.
 fn store_files(
     store: &dyn ObjectStore,
+    root: &Dir,
     files: &[FileToStore],
     progress: &Progress,
     batch: &SyncBatch,
     record: &(dyn Fn(&crate::store::PutOutcome) + Sync),
 ) -> Result<Vec<Entry>> {
-    let stored: Vec<Result<Entry>> = files
-        .par_iter()
-        .map(|file| {
-            // Opened without following links and checked against what the walk saw, so that
-            // swapping a file for a link (to a secret outside the directory) while a large
-            // directory is being stored cannot smuggle it in.
-            let (opened, meta) = open_regular_nofollow(&file.absolute)?;
-            if (meta.dev(), meta.ino()) != file.identity {
-                return Err(CoreError::SourceChanged {
-                    path: file.absolute.clone(),
-                    detail: "it was replaced by another file during the walk".into(),
-                });
+    let stored: Vec<Result<Entry>> = crate::parallel::map_files(files, |file| {
+        // Opened below the root again, every component checked, and compared with what the
+        // walk saw: a file swapped for a link (to a secret outside the directory), or a
+        // directory swapped for one, while a large directory is being stored is refused.
+        let path = root.join(&file.relative);
+        let opened = match root.open_beneath(&file.relative, file.through_link) {
+            Ok(opened) => opened,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ELOOP | libc::EXDEV | libc::ENOTDIR)
+                ) =>
+            {
+                return Err(replaced(
+                    &path,
+                    "it (or a directory above it) was replaced by a symbolic link",
+                ));
             }
-            let outcome =
-                store.put_open_file_batched(opened, &meta, &file.absolute, progress, batch)?;
-            record(&outcome);
-            Ok(Entry {
-                path: file.relative.clone(),
-                digest: outcome.digest.to_hex(),
-                size: outcome.size,
-                executable: file.executable,
-            })
+            Err(e) => return Err(CoreError::io(&path, e)),
+        };
+        let meta = opened.metadata().map_err(|e| CoreError::io(&path, e))?;
+        if !meta.is_file() || (meta.dev(), meta.ino()) != file.identity {
+            return Err(replaced(&path, "it was replaced by another file"));
+        }
+        let outcome = store.put_open_file_batched(opened, &meta, &path, progress, batch)?;
+        record(&outcome);
+        Ok(Entry {
+            path: file.relative.clone(),
+            digest: outcome.digest.to_hex(),
+            size: outcome.size,
+            mode: file.mode,
         })
-        .collect();
+    });
     let entries = stored.into_iter().collect::<Result<Vec<_>>>()?;
     // Every file durable before the manifest that names them is written.
     store.finish_batch(batch)?;
@@ -262,8 +390,10 @@ fn safe_relative(text: &str) -> Result<PathBuf> {
         message: format!("tree manifest has an unsafe path {text:?} ({why}); the manifest object is damaged or forged"),
     }
     };
-    if text.is_empty() || text.contains('\0') || text.contains('\\') {
-        return Err(corrupt("empty, NUL or backslash"));
+    // A backslash is an ordinary character in a POSIX file name (the walk stores such names
+    // faithfully), so it is accepted here too: only `/` separates components.
+    if text.is_empty() || text.contains('\0') {
+        return Err(corrupt("empty or NUL"));
     }
     // Checked on the text, not with `Path::components`, which silently drops `.` parts.
     if text.starts_with('/') {
@@ -282,12 +412,37 @@ fn safe_relative(text: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Parse a manifest of either format (version 1 manifests are converted).
+fn parse_manifest(bytes: &[u8], digest: &Digest) -> Result<Manifest> {
+    let invalid = |e: serde_json::Error| CoreError::Corrupt {
+        message: format!("object {digest} is not a valid tree manifest: {e}"),
+    };
+    match serde_json::from_slice::<Manifest>(bytes) {
+        Ok(manifest) => Ok(manifest),
+        Err(e) => match serde_json::from_slice::<ManifestV1>(bytes) {
+            Ok(old) if old.format == MANIFEST_FORMAT_V1 => Ok(Manifest {
+                format: MANIFEST_FORMAT.to_string(),
+                entries: old
+                    .entries
+                    .into_iter()
+                    .map(|e| Entry {
+                        path: e.path,
+                        digest: e.digest,
+                        size: e.size,
+                        mode: if e.executable { 0o755 } else { 0o644 },
+                    })
+                    .collect(),
+                empty_directories: old.empty_directories,
+            }),
+            _ => Err(invalid(e)),
+        },
+    }
+}
+
 /// Read and validate the manifest stored as `digest`.
 pub fn load_manifest(store: &dyn ObjectStore, digest: &Digest) -> Result<Manifest> {
     let bytes = store.get_bytes(digest, MAX_MANIFEST_BYTES)?;
-    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| CoreError::Corrupt {
-        message: format!("object {digest} is not a valid tree manifest: {e}"),
-    })?;
+    let manifest = parse_manifest(&bytes, digest)?;
     if manifest.format != MANIFEST_FORMAT {
         return Err(CoreError::Corrupt {
             message: format!(
@@ -300,6 +455,14 @@ pub fn load_manifest(store: &dyn ObjectStore, digest: &Digest) -> Result<Manifes
     for entry in &manifest.entries {
         safe_relative(&entry.path)?;
         Digest::parse(&entry.digest)?;
+        if entry.mode & !0o777 != 0 {
+            return Err(CoreError::Corrupt {
+                message: format!(
+                    "tree manifest {digest} gives {:?} the mode {:o}, beyond permission bits",
+                    entry.path, entry.mode
+                ),
+            });
+        }
         if !seen.insert(entry.path.as_str()) {
             return Err(CoreError::Corrupt {
                 message: format!("tree manifest {digest} lists {:?} twice", entry.path),
@@ -359,21 +522,16 @@ pub fn export_tree(
         let path = staging.path().join(safe_relative(dir)?);
         fs::create_dir_all(&path).at(&path)?;
     }
-    let written: Vec<Result<u64>> = manifest
-        .entries
-        .par_iter()
-        .map(|entry| {
-            let path = staging.path().join(safe_relative(&entry.path)?);
-            let digest = Digest::parse(&entry.digest)?;
-            let n = store.export(&digest, &path, false, &Progress::new())?;
-            progress.advance(n);
-            if entry.executable {
-                let mode = fs::metadata(&path).at(&path)?.permissions().mode();
-                fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o111)).at(&path)?;
-            }
-            Ok(n)
-        })
-        .collect();
+    let umask = crate::fsutil::umask();
+    let written: Vec<Result<u64>> = crate::parallel::map_files(&manifest.entries, |entry| {
+        let path = staging.path().join(safe_relative(&entry.path)?);
+        let digest = Digest::parse(&entry.digest)?;
+        let n = store.export(&digest, &path, false, &Progress::new())?;
+        progress.advance(n);
+        // The recorded permission bits, less what the umask withholds (as `tar` without -p).
+        fs::set_permissions(&path, fs::Permissions::from_mode(entry.mode & !umask)).at(&path)?;
+        Ok(n)
+    });
     let total = written.into_iter().sum::<Result<u64>>()?;
     progress.check()?;
     // The staging directory is 0700 like any temp dir; give it ordinary permissions.

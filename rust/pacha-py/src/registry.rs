@@ -198,10 +198,11 @@ impl Registry {
     }
 
     /// Register the file or directory `source` as a new version. Give exactly one of
-    /// `version` and `bump`.
+    /// `version` and `bump`. Returns the version and the paths of a directory that were left
+    /// out (`.git`, `__pycache__`, unless `include_vcs`).
     #[pyo3(signature = (kind, name, source, *, version = None, bump = None, description = None,
                         card = None, tags = Vec::new(), actor, run = None, lineage = Vec::new(),
-                        progress = None))]
+                        include_vcs = false, progress = None))]
     #[allow(clippy::too_many_arguments)]
     fn register(
         &self,
@@ -217,8 +218,9 @@ impl Registry {
         actor: String,
         run: Option<String>,
         lineage: Vec<(String, String, String)>,
+        include_vcs: bool,
         progress: Option<&Bound<'_, Progress>>,
-    ) -> PyResult<VersionInfo> {
+    ) -> PyResult<(VersionInfo, Vec<String>)> {
         let lineage = lineage
             .iter()
             .map(|(node, relation, params)| {
@@ -249,12 +251,13 @@ impl Registry {
             actor,
             run,
             lineage,
+            walk: pacha_core::tree::WalkOptions { include_vcs },
         };
         let registry = self.0.clone();
         run_detached(py, progress_of(progress), move |p| {
             registry.register(&request, p)
         })
-        .map(VersionInfo::from)
+        .map(|done| (VersionInfo::from(done.record), done.skipped))
     }
 
     /// Resolve `reference` (`NAME:VERSION`, `NAME:latest`, `NAME@STAGE`, `NAME@ALIAS`, or a

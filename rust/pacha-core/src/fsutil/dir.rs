@@ -164,6 +164,47 @@ impl Dir {
         }
     }
 
+    /// Open the file at `relative` (a `/`-separated path below this directory) for reading,
+    /// resolved inside this directory only: no component may be a symbolic link, except
+    /// that with `follow_links` links are followed as long as they stay below this directory.
+    /// Linux resolves it in one race-free call (`openat2` with `RESOLVE_BENEATH`); elsewhere
+    /// it is opened one component at a time without following links (`follow_links` then
+    /// refuses links, with `ELOOP`). A path that leaves the directory fails with `EXDEV`.
+    pub(crate) fn open_beneath(&self, relative: &str, follow_links: bool) -> io::Result<File> {
+        let mut flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        if !follow_links {
+            flags |= OFlags::NOFOLLOW;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use rustix::fs::ResolveFlags;
+            let mut resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+            if !follow_links {
+                resolve |= ResolveFlags::NO_SYMLINKS;
+            }
+            match rustix::fs::openat2(&self.fd, relative, flags, Mode::empty(), resolve) {
+                Ok(fd) => return Ok(File::from(fd)),
+                Err(rustix::io::Errno::NOSYS) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // One component at a time, never following a link.
+        let mut parts: Vec<&str> = relative.split('/').collect();
+        let last = parts.pop().unwrap_or_default();
+        let mut current: Option<OwnedFd> = None;
+        for part in parts {
+            let at = current.as_ref().map_or(self.fd.as_fd(), |fd| fd.as_fd());
+            current = Some(rustix::fs::openat(at, part, DIR_FLAGS, Mode::empty())?);
+        }
+        let at = current.as_ref().map_or(self.fd.as_fd(), |fd| fd.as_fd());
+        Ok(File::from(rustix::fs::openat(
+            at,
+            last,
+            flags | OFlags::NOFOLLOW,
+            Mode::empty(),
+        )?))
+    }
+
     /// Open the regular file `name` for reading and writing, never following a link and
     /// never creating it. `None` when absent.
     pub(crate) fn open_write(&self, name: &str) -> Result<Option<File>> {

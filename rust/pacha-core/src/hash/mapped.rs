@@ -167,7 +167,7 @@ pub(crate) fn for_each_window(
 /// hash would let this thread steal another file's whole work before it checks the lease
 /// again, keeping a writer waiting.
 pub(crate) fn update_chunk(hasher: &mut blake3::Hasher, chunk: &[u8]) {
-    if rayon::current_thread_index().is_some() {
+    if crate::parallel::in_file_loop() {
         hasher.update(chunk);
     } else {
         update_slice(hasher, chunk);

@@ -110,6 +110,16 @@ pub struct RegisterRequest {
     pub run: Option<String>,
     /// Lineage edges from the new version to what it came from.
     pub lineage: Vec<NewEdge>,
+    /// How a directory is read (what is skipped).
+    pub walk: tree::WalkOptions,
+}
+
+/// What a registration did.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub record: VersionRecord,
+    /// Paths of a directory left out by the walk's rules (see [`tree::VCS_AND_CACHES`]).
+    pub skipped: Vec<String>,
 }
 
 /// A problem found by `verify`, with the versions it breaks.
@@ -300,11 +310,7 @@ impl Registry {
     }
 
     /// Register a file or directory as a new version (see the module docs for the order).
-    pub fn register(
-        &self,
-        request: &RegisterRequest,
-        progress: &Progress,
-    ) -> Result<VersionRecord> {
+    pub fn register(&self, request: &RegisterRequest, progress: &Progress) -> Result<Registered> {
         let name = crate::meta::names::validate_name(&request.name)?;
         for (key, value) in &request.tags {
             crate::meta::names::validate_tag(key, value)?;
@@ -347,15 +353,18 @@ impl Registry {
         run_id: Option<String>,
         progress: &Progress,
         written: &Mutex<Vec<Digest>>,
-    ) -> Result<VersionRecord> {
+    ) -> Result<Registered> {
         let source_meta = fs::metadata(&request.source).at(&request.source)?;
+        let mut skipped = Vec::new();
         let (digest, layout, size, file_count, objects) = if source_meta.is_dir() {
             let ingested = tree::ingest_dir_recording(
                 self.store.as_ref(),
                 &request.source,
+                request.walk,
                 progress,
                 written,
             )?;
+            skipped = ingested.skipped;
             (
                 ingested.manifest,
                 Layout::Tree,
@@ -379,7 +388,7 @@ impl Registry {
                 vec![(outcome.digest, outcome.size)],
             )
         };
-        self.meta.insert_version(&NewVersion {
+        let record = self.meta.insert_version(&NewVersion {
             kind: request.kind,
             name,
             version: request.version.clone(),
@@ -394,7 +403,8 @@ impl Registry {
             objects,
             run_id,
             lineage: request.lineage.clone(),
-        })
+        })?;
+        Ok(Registered { record, skipped })
     }
 
     /// Write a version's bytes to `dest` (a file, or a directory for a tree), verified.

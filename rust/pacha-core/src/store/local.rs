@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use rayon::prelude::*;
 use tempfile::NamedTempFile;
 
 use super::copy::copy_hashing;
@@ -925,11 +924,10 @@ impl LocalStore {
             .iter()
             .map(|(digest, size, bytes)| Ok((*bytes, check(digest, *size)?)))
             .collect();
-        results.par_extend(
-            small
-                .par_iter()
-                .map(|(digest, size, bytes)| Ok((*bytes, check(digest, *size)?))),
-        );
+        results.extend(crate::parallel::map_files(
+            &small,
+            |(digest, size, bytes)| Ok((*bytes, check(digest, *size)?)),
+        ));
         results
     }
 

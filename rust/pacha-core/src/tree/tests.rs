@@ -133,7 +133,7 @@ fn hostile_manifests_are_refused() {
                 path: path.into(),
                 digest: digest.clone(),
                 size: 1,
-                executable: false,
+                mode: 0o644,
             }],
             empty_directories: vec![],
         };
