@@ -612,3 +612,193 @@ def test_concurrent_writers_never_see_a_locked_database_and_lose_nothing(
     integrity_check(registry)
     counts = Counter(e["op"] for _, e in entries)
     print(f"\n{len(entries)} operations {dict(counts)} in {elapsed:.1f} s")
+
+
+# ---- 3. a process forked after using pacha ----
+
+
+def _in_forked_child(work: Callable[[], object], timeout: float = 60) -> None:
+    """Run `work` in a child made by `os.fork()`; fail if it raises or hangs."""
+    import warnings
+
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns that forking a process with threads may deadlock: that
+        # deadlock is exactly what this test is about.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read)
+        try:
+            work()
+            os.write(write, b"ok")
+        except BaseException as exc:
+            os.write(write, repr(exc).encode()[:4000])
+        finally:
+            os._exit(0)
+    os.close(write)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail(f"the forked child hung in {work.__name__}")
+        time.sleep(0.02)
+    with os.fdopen(read, "rb") as pipe:
+        report = pipe.read().decode(errors="replace")
+    assert report == "ok", report
+
+
+@pytest.fixture
+def warmed(tmp_path: Path) -> tuple[pacha.Registry, Path, Path]:
+    """A registry on which every parallel entry point has run in this process."""
+    big = write_pattern(tmp_path / "big.bin", 8 << 20, seed=1)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(300):
+        (tree / f"{i}.txt").write_text(f"file {i}\n")
+    write_pattern(tree / "large.bin", 3 << 20, seed=2)
+    reg = pacha.Registry(tmp_path / "registry")
+    pacha.hash_file(big)
+    pacha.hash_bytes(bytearray(4 << 20))
+    reg.register_model("m", big, "1.0.0")
+    reg.register_dataset("d", tree, "1.0.0")
+    assert reg.verify().ok
+    return reg, big, tree
+
+
+def test_a_forked_child_can_hash_register_and_verify(
+    warmed: tuple[pacha.Registry, Path, Path], tmp_path: Path
+) -> None:
+    reg, big, tree = warmed
+    (tree / "new.txt").write_text("new in the child\n")
+
+    def hash_file() -> None:
+        assert pacha.hash_file(big) == reg.get_model("m:1.0.0").digest
+
+    def hash_bytes() -> None:
+        pacha.hash_bytes(bytearray(4 << 20))
+
+    def register_directory() -> None:
+        # The parent's registry object, inherited: its database connection is reopened.
+        reg.register_dataset("d", tree, "1.0.1")
+
+    def verify() -> None:
+        assert reg.verify().ok
+
+    def download() -> None:
+        reg.download_dataset("d:1.0.0", tmp_path / f"out-{os.getpid()}")
+
+    for work in (hash_file, hash_bytes, register_directory, verify, download):
+        _in_forked_child(work)
+    assert [v.version for v in reg.list_dataset_versions("d")] == ["1.0.0", "1.0.1"]
+    assert reg.verify().ok
+
+
+def _pool_work(path: str) -> str:
+    return pacha.hash_file(path)
+
+
+def test_multiprocessing_fork_workers_hash_in_parallel(
+    warmed: tuple[pacha.Registry, Path, Path],
+) -> None:
+    import multiprocessing
+    import warnings
+
+    _, big, _ = warmed
+    expected = pacha.hash_file(big)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context = multiprocessing.get_context("fork")
+        with context.Pool(2) as pool:
+            result = pool.map_async(_pool_work, [str(big)] * 4)
+            digests = result.get(timeout=60)
+    assert digests == [expected] * 4
+
+
+# ---- 4. the database lost while the objects remain ----
+
+
+def _cli(registry: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pacha", "--registry", str(registry), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def populated(tmp_path: Path) -> tuple[Path, Path, Path]:
+    registry = tmp_path / "registry"
+    header = json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}).encode()
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(len(header).to_bytes(8, "little") + header + bytes(16))
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(20):
+        (data / f"part-{i}.csv").write_text(f"id,value\n{i},{i * i}\n")
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('name = "finetune"\nversion = "1.2.0"\n\n[hyperparameters]\nepochs = 3\n')
+    reg = pacha.Registry(registry)
+    reg.register_model("bert", weights, "1.0.0")
+    reg.register_dataset("squad", data, "2.0.0")
+    reg.register_recipe(recipe)
+    return registry, weights, data
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_a_lost_database_is_refused_and_nothing_is_collected(
+    populated: tuple[Path, Path, Path], damage: str
+) -> None:
+    registry, _, _ = populated
+    before = sorted(str(p.relative_to(registry)) for p in (registry / "objects").rglob("*"))
+    for suffix in ("-wal", "-shm"):
+        (registry / f"registry.db{suffix}").unlink(missing_ok=True)
+    if damage == "deleted":
+        (registry / "registry.db").unlink()
+    else:
+        (registry / "registry.db").write_bytes(b"")
+    for args in (("model", "list"), ("verify",), ("gc", "--grace", "0"), ("stats",)):
+        result = _cli(registry, *args)
+        assert result.returncode == 1, args
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "pacha recover" in lines[0], (args, result.stderr)
+    with pytest.raises(pacha.DatabaseError, match="pacha recover"):
+        pacha.Registry(registry)
+    after = sorted(str(p.relative_to(registry)) for p in (registry / "objects").rglob("*"))
+    assert after == before
+    if damage == "deleted":
+        assert not (registry / "registry.db").exists()
+
+
+def test_recover_gives_every_object_a_version_and_keeps_the_old_file(
+    populated: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    registry, weights, data = populated
+    (registry / "registry.db").write_bytes(b"")
+    done = _cli(registry, "recover", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    kept = [Path(p).name for p in report["kept_database_files"]]
+    assert len(kept) == 1 and kept[0].startswith("registry.db.lost-")
+    assert "stages" in report["not_recoverable"]
+    found = {(r["kind"], r["was"]): r for r in report["recovered"]}
+    assert set(found) == {("model", "file"), ("dataset", "directory"), ("recipe", "recipe")}
+    assert found["recipe", "recipe"]["name"] == "finetune"
+    assert found["recipe", "recipe"]["version"] == "1.2.0"
+    assert found["dataset", "directory"]["files"] == 20
+    reg = pacha.Registry(registry)
+    assert reg.verify().ok
+    tree = found["dataset", "directory"]
+    reg.download_dataset(f"{tree['name']}:0.0.0", tmp_path / "back")
+    assert tree_digests(tmp_path / "back") == tree_digests(data)
+    model = found["model", "file"]
+    reg.download_model(f"{model['name']}:0.0.0", tmp_path / "back.bin")
+    assert (tmp_path / "back.bin").read_bytes() == weights.read_bytes()
+    assert reg.gc(grace=0).objects_removed == 0
+    again = _cli(registry, "recover")
+    assert again.returncode == 1 and "nothing to recover" in again.stderr

@@ -282,4 +282,37 @@ def gc(
     )
 
 
+@app.command("recover")
+def recover(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Rebuild what the objects still tell in a registry whose database was lost: each
+    directory and file becomes a version you can download, recipes get their names back.
+
+    Names, versions, stages, aliases, tags, cards, runs and lineage lived in the database and
+    cannot be recovered. Nothing is deleted: the old database file is kept aside.
+    """
+    from pacha.cli.output import human_size, print_json
+    from pacha.recover import recover as run_recovery
+
+    report = run_recovery(ctx.obj["registry"])
+    if json_out:
+        print_json(report.to_json())
+        return
+    for kept in report.kept_database_files:
+        typer.echo(f"kept the old database file as {kept}")
+    for entry in report.recovered:
+        what = f"{entry['files']} files" if entry["was"] == "directory" else entry["was"]
+        typer.echo(
+            f"recovered {entry['kind']} {entry['name']}:{entry['version']} "
+            f"({what}, {human_size(entry['size'])})"
+        )
+    typer.echo(
+        f"recovered {len(report.recovered)} version(s); not recoverable from objects: "
+        f"{report.not_recoverable}",
+        err=True,
+    )
+
+
 app.command("hash")(hashing.hash_command)

@@ -412,6 +412,12 @@ fn safe_relative(text: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Whether `prefix` (the first bytes of an object) may be a tree manifest, as this crate
+/// writes them (its `format` field first).
+pub fn looks_like_manifest(prefix: &[u8]) -> bool {
+    prefix.starts_with(br#"{"format":"pacha.tree/"#)
+}
+
 /// Parse a manifest of either format (version 1 manifests are converted).
 fn parse_manifest(bytes: &[u8], digest: &Digest) -> Result<Manifest> {
     let invalid = |e: serde_json::Error| CoreError::Corrupt {

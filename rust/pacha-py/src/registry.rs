@@ -853,6 +853,51 @@ impl Registry {
             .map_err(to_py)
     }
 
+    /// Open a registry whose database is missing or empty for recovery: the old database
+    /// file (if any) is kept under another name, a new one is created. Returns the registry
+    /// and the kept files.
+    #[staticmethod]
+    fn recover_database(py: Python<'_>, root: PathBuf) -> PyResult<(Registry, Vec<PathBuf>)> {
+        py.detach(|| registry::Registry::recover_database(root))
+            .map(|(registry, kept)| (Registry(registry), kept))
+            .map_err(to_py)
+    }
+
+    /// The files (path, size) of the tree manifest stored as `digest`, or None when that
+    /// object is not a manifest.
+    fn tree_files(&self, py: Python<'_>, digest: &str) -> PyResult<Option<Vec<(String, u64)>>> {
+        let digest = pacha_core::Digest::parse(digest).map_err(to_py)?;
+        py.detach(|| self.0.tree_files(&digest)).map_err(to_py)
+    }
+
+    /// Record the stored object `digest` (a file, or a tree manifest) as a new version.
+    #[pyo3(signature = (kind, name, version, digest, *, description = None, card = None, actor))]
+    #[allow(clippy::too_many_arguments)]
+    fn adopt(
+        &self,
+        py: Python<'_>,
+        kind: &str,
+        name: String,
+        version: &str,
+        digest: &str,
+        description: Option<String>,
+        card: Option<String>,
+        actor: String,
+    ) -> PyResult<VersionInfo> {
+        let request = registry::AdoptRequest {
+            kind: self::kind(kind)?,
+            name,
+            version: Version::parse(version).map_err(to_py)?,
+            digest: pacha_core::Digest::parse(digest).map_err(to_py)?,
+            description,
+            card,
+            actor,
+        };
+        py.detach(|| self.0.adopt(&request))
+            .map(VersionInfo::from)
+            .map_err(to_py)
+    }
+
     fn __repr__(&self) -> String {
         format!("Registry({:?})", self.0.root())
     }

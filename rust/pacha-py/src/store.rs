@@ -107,6 +107,22 @@ impl ObjectStore {
         Ok(pyo3::types::PyBytes::new(py, &data))
     }
 
+    /// Up to `length` (at most 1 MiB) bytes from the start of an object, **not verified**:
+    /// for telling what an object is, never for using its bytes.
+    fn read_prefix<'py>(
+        &self,
+        py: Python<'py>,
+        digest: &str,
+        length: usize,
+    ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let digest = parse_digest(digest)?;
+        let length = length.min(1 << 20);
+        let data = py
+            .detach(|| self.0.read_prefix(&digest, length))
+            .map_err(to_py)?;
+        Ok(pyo3::types::PyBytes::new(py, &data))
+    }
+
     /// Every object, ordered by digest.
     fn list(&self, py: Python<'_>) -> PyResult<Vec<ObjectInfo>> {
         let objects = py.detach(|| self.0.list()).map_err(to_py)?;

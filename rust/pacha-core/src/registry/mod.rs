@@ -20,7 +20,9 @@ use crate::store::{Expected, LocalStore, ObjectStore, Problem, PACK_DIR};
 use crate::{tree, CoreError, Digest, Progress, Result};
 
 mod gc;
+mod recover;
 pub use gc::{GcReport, RegistrationGuard};
+pub use recover::AdoptRequest;
 
 /// `path` made absolute with symlinks resolved; for a path that does not exist yet, its
 /// nearest existing ancestor resolved and the rest appended. `None` if nothing resolves.
@@ -174,7 +176,13 @@ impl Registry {
 
     /// Open the registry at `root` as `mode` says.
     pub fn open_with(root: impl Into<PathBuf>, mode: OpenMode) -> Result<Self> {
-        let root = root.into();
+        Self::open_inner(&root.into(), mode, false)
+    }
+
+    /// [`Self::open_with`]; `recovering` lets a new database be created beside objects (the
+    /// caller, recovery, records them next).
+    fn open_inner(root: &Path, mode: OpenMode, recovering: bool) -> Result<Self> {
+        let root = root.to_path_buf();
         let no_registry = || CoreError::NotFound {
             message: format!(
                 "there is no registry at {}; create one with `pacha init` (or check the path)",
@@ -216,7 +224,7 @@ impl Registry {
         }
         let database_exists = dir.stat(DATABASE_FILE)?.is_some_and(|s| s.st_size > 0);
         if !database_exists {
-            if objects.as_ref().map(holds_objects).transpose()? == Some(true) {
+            if !recovering && objects.as_ref().map(holds_objects).transpose()? == Some(true) {
                 return Err(CoreError::MissingDatabase {
                     root: root.clone(),
                     database: root.join(DATABASE_FILE),
@@ -236,7 +244,7 @@ impl Registry {
             sharing.file_mode(),
             read_only.as_deref(),
         )?;
-        if meta.created() && database_exists {
+        if meta.created() && database_exists && !recovering {
             // The database file existed but held no registry (truncated to its header, or a
             // stray empty database): it was just given a schema. That is only safe while the
             // store is empty as well.

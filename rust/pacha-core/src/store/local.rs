@@ -1190,6 +1190,18 @@ impl ObjectStore for LocalStore {
         collect_report(results, Vec::new())
     }
 
+    fn read_prefix(&self, digest: &Digest, len: usize) -> Result<Vec<u8>> {
+        if let Ok(Some(mut data)) = self.pack.get(digest) {
+            data.truncate(len);
+            return Ok(data);
+        }
+        let (mut file, _) = self.open_object(digest)?;
+        let mut data = vec![0u8; len];
+        let n = hash::read_full(&mut file, &self.object_path(digest), &mut data)?;
+        data.truncate(n);
+        Ok(data)
+    }
+
     fn layout_problems(&self) -> Result<Vec<Problem>> {
         Ok(self.scan()?.1)
     }

@@ -227,6 +227,10 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Objects larger than `max_len` are refused: this is not a way to read artifacts.
     fn get_bytes(&self, digest: &Digest, max_len: u64) -> Result<Vec<u8>>;
 
+    /// Up to `len` bytes from the start of an object, **not verified** (a hint for telling
+    /// what an object is; anything trusted is read with `get_bytes` or `export`).
+    fn read_prefix(&self, digest: &Digest, len: usize) -> Result<Vec<u8>>;
+
     /// Every object in the store, ordered by digest.
     fn list(&self) -> Result<Vec<ObjectInfo>>;
 
