@@ -784,7 +784,8 @@ def test_recover_gives_every_object_a_version_and_keeps_the_old_file(
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     kept = [Path(p).name for p in report["kept_database_files"]]
-    assert len(kept) == 1 and kept[0].startswith("registry.db.lost-")
+    assert kept and all(k.startswith("registry.db.lost-") for k in kept)
+    assert {k.rsplit("-", 1)[-1] for k in kept[1:]} <= {"wal", "shm"}
     assert "stages" in report["not_recoverable"]
     found = {(r["kind"], r["was"]): r for r in report["recovered"]}
     assert set(found) == {("model", "file"), ("dataset", "directory"), ("recipe", "recipe")}

@@ -35,12 +35,22 @@ if TYPE_CHECKING:
     from pacha.models import ModelVersion
     from pacha.registry import Registry
 
-__all__ = ["FLUSH_POINTS", "FLUSH_SECONDS", "Run", "capture_environment", "new_run_id"]
+__all__ = [
+    "FLUSH_POINTS",
+    "FLUSH_SECONDS",
+    "MAX_BUFFERED_POINTS",
+    "Run",
+    "capture_environment",
+    "new_run_id",
+]
 
 #: Buffered metric points are written when this many are waiting...
 FLUSH_POINTS = 10_000
 #: ...or when the oldest has waited this long (the most a crash can lose).
 FLUSH_SECONDS = 1.0
+#: While points cannot be written (a full disk), at most this many of the newest are kept
+#: in memory; older ones are dropped, with one warning.
+MAX_BUFFERED_POINTS = 200_000
 
 
 # Runs whose background flusher is alive. At interpreter exit they are stopped and joined
@@ -129,7 +139,16 @@ class Run:
         self._oldest = 0.0
         self._next_step: dict[str, int] = {}
         self._names: set[str] = set()
+        # Guards the buffer, the step counters and the names seen. A Run may be shared by
+        # threads (a data loader logging, a callback logging): every mutation is atomic.
         self._lock = threading.Lock()
+        # Held across a whole read-merge-write of the parameters, and by `finish`.
+        self._state_lock = threading.Lock()
+        # When a write of buffered points last failed (0: never), whether that was said, and
+        # how many points were dropped to keep memory bounded since.
+        self._failed_at = 0.0
+        self._warned = False
+        self._dropped = 0
         self._stop = threading.Event()
         self._flusher = threading.Thread(
             target=self._flush_periodically, name=f"pacha-run-{self.id[:8]}", daemon=True
@@ -147,38 +166,50 @@ class Run:
             from pacha import _core
 
             _core.validate_metric(name, 0.0)
-            self._names.add(name)
+            with self._lock:
+                self._names.add(name)
         number = float(value)
         if not math.isfinite(number):
             raise InvalidInputError(f"metric {name} = {value}: the value must be a finite number")
-        step = self._next_step.get(name, 0) if step is None else operator.index(step)
-        if not -(2**63) <= step < 2**63:
-            raise InvalidInputError(f"metric {name}: step {step} is out of range")
-        self._next_step[name] = step + 1
+        given = None if step is None else operator.index(step)
+        if given is not None and not -(2**63) <= given < 2**63:
+            raise InvalidInputError(f"metric {name}: step {given} is out of range")
         now = time.time()
         with self._lock:
+            chosen = self._next_step.get(name, 0) if given is None else given
+            if not -(2**63) <= chosen < 2**63:
+                raise InvalidInputError(f"metric {name}: step {chosen} is out of range")
+            self._next_step[name] = chosen + 1
             if not self._buffer:
                 self._oldest = now
-            self._buffer.append((name, step, number, now))
-            full = len(self._buffer) >= FLUSH_POINTS
+            self._buffer.append((name, chosen, number, now))
+            if len(self._buffer) > MAX_BUFFERED_POINTS:
+                excess = len(self._buffer) - MAX_BUFFERED_POINTS
+                del self._buffer[:excess]
+                self._dropped += excess
+            # While writes fail, the loop is not slowed by a failing write per call: the
+            # background flusher retries once a period.
+            full = len(self._buffer) >= FLUSH_POINTS and now - self._failed_at >= FLUSH_SECONDS
         if full:
-            self.flush()
+            self._flush_or_keep()
 
     def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None) -> None:
         for name, value in metrics.items():
             self.log_metric(name, value, step)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Merge parameters into the run's recorded parameters."""
-        merged = {**self.params, **params}
-        try:
-            text = json.dumps(merged, allow_nan=False, default=str)
-        except ValueError:
-            raise InvalidInputError(
-                "parameters must be finite numbers (no NaN or infinity)"
-            ) from None
-        self._registry._core.set_run_params(self.id, text)
-        self.params = merged
+        """Merge parameters into the run's recorded parameters (atomic: calls from several
+        threads each keep all of theirs)."""
+        with self._state_lock:
+            merged = {**self.params, **params}
+            try:
+                text = json.dumps(merged, allow_nan=False, default=str)
+            except ValueError:
+                raise InvalidInputError(
+                    "parameters must be finite numbers (no NaN or infinity)"
+                ) from None
+            self._registry._core.set_run_params(self.id, text)
+            self.params = merged
 
     def log_artifact(
         self, path: Union[str, os.PathLike[str]], name: Optional[str] = None
@@ -213,31 +244,70 @@ class Run:
                 self._buffer[:0] = points
             raise
 
+    def _flush_or_keep(self) -> None:
+        """Flush; if the write fails (a full disk), keep the points, say so once, and let
+        the training loop go on at full speed."""
+        try:
+            self.flush()
+        except Exception as exc:
+            with self._lock:
+                self._failed_at = time.time()
+                # The next attempt waits a full period.
+                self._oldest = self._failed_at
+                warn = not self._warned
+                self._warned = True
+            if warn:
+                import warnings
+
+                warnings.warn(
+                    f"pacha: cannot write the metrics of run {self.id[:12]} ({exc}); keeping "
+                    f"the newest {MAX_BUFFERED_POINTS} points in memory and retrying every "
+                    f"{FLUSH_SECONDS:g} s",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        else:
+            with self._lock:
+                self._failed_at = 0.0
+
     def _flush_periodically(self) -> None:
         while not self._stop.wait(FLUSH_SECONDS / 4):
             with self._lock:
                 due = bool(self._buffer) and time.time() - self._oldest >= FLUSH_SECONDS
             if due:
+                # Warned about (once) by the logging thread instead, if at all: a warning
+                # from this thread would not reach the user's code.
                 try:
                     self.flush()
                 except Exception:
-                    # The points stay buffered and the next flush (or finish) reports the
-                    # error; wait a full period before trying again.
                     with self._lock:
-                        self._oldest = time.time()
+                        self._failed_at = self._oldest = time.time()
+                else:
+                    with self._lock:
+                        self._failed_at = 0.0
 
     def finish(self, status: str = "completed", error: Optional[str] = None) -> None:
         """Write what is buffered and end the run. The run is ended even if the last write
-        fails (its error is then recorded and raised)."""
-        self._stop.set()
-        flush_error: Optional[BaseException] = None
-        try:
-            self.flush()
-        except Exception as exc:
-            flush_error = exc
-            status = "failed"
-            error = f"{error + '; ' if error else ''}last metrics could not be written: {exc}"
-        self.status = self._registry._core.finish_run(self.id, status, error).status
+        fails (its error is then recorded and raised). Finishing a run that this object has
+        already ended does nothing."""
+        with self._state_lock:
+            if self.status != "running":
+                return
+            self._stop.set()
+            flush_error: Optional[BaseException] = None
+            try:
+                self.flush()
+            except Exception as exc:
+                flush_error = exc
+                status = "failed"
+                error = f"{error + '; ' if error else ''}last metrics could not be written: {exc}"
+            if self._dropped:
+                note = (
+                    f"{self._dropped} metric point(s) were dropped while they could not be "
+                    "written (the newest were kept)"
+                )
+                error = f"{error}; {note}" if error else note
+            self.status = self._registry._core.finish_run(self.id, status, error).status
         if flush_error is not None:
             raise flush_error
 

@@ -126,6 +126,10 @@ def _describe(exc: BaseException) -> str:
         where = f"{exc.filename}: " if exc.filename else ""
         hint = next((h for cls, h in _OS_HINTS.items() if isinstance(exc, cls)), None)
         if exc.errno == 28:  # ENOSPC
-            hint = "free some space (or point --registry elsewhere) and try again"
+            what = "No space left on device: the disk is full"
+            hint = (
+                "free some space: delete versions you no longer need and run `pacha gc`, "
+                "or remove other files; then try again"
+            )
         return f"{where}{what}" + (f" ({hint})" if hint else "")
     return str(exc)

@@ -33,6 +33,11 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub(crate) fn db_error(path: &Path, e: rusqlite::Error) -> CoreError {
     if let rusqlite::Error::SqliteFailure(ref failure, _) = e {
+        if failure.code == rusqlite::ErrorCode::DiskFull
+            || (failure.code == rusqlite::ErrorCode::SystemIoFailure && disk_is_full(path))
+        {
+            return CoreError::io(path, std::io::Error::from_raw_os_error(libc::ENOSPC));
+        }
         if matches!(
             failure.code,
             rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
@@ -47,6 +52,13 @@ pub(crate) fn db_error(path: &Path, e: rusqlite::Error) -> CoreError {
         path: path.into(),
         message: e.to_string(),
     }
+}
+
+/// Whether the file system holding `path` has no space left for an ordinary user (an I/O
+/// error from SQLite then most likely means that).
+fn disk_is_full(path: &Path) -> bool {
+    let dir = path.parent().unwrap_or(path);
+    rustix::fs::statvfs(dir).is_ok_and(|s| s.f_bavail == 0)
 }
 
 /// Run `attempt` again while SQLite reports the database busy, up to `BUSY_TIMEOUT`.

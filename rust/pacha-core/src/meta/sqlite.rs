@@ -38,6 +38,8 @@ pub struct SqliteMetaStore {
     conn: Mutex<OpenConnection>,
     /// True when this open created the schema (the database was new or empty).
     created: bool,
+    /// Space given up when a write finds the disk full (read-write opens in a registry).
+    reserve: Option<SpaceReserve>,
 }
 
 /// The locked connection of a [`SqliteMetaStore`].
@@ -117,6 +119,94 @@ fn sqlite_uri(path: &Path, query: &str) -> String {
     uri
 }
 
+/// The most the write-ahead log keeps allocated between transactions.
+const WAL_KEEP: i64 = 8 << 20;
+
+/// Keep the write-ahead log and its shared-memory index when the last connection closes
+/// (`SQLITE_FCNTL_PERSIST_WAL`), truncated to [`WAL_KEEP`] bytes. Without this, SQLite
+/// deletes both on close, and the next process must create them again: on a full disk that
+/// fails, and not even `list` could read the registry; nor could a teammate with read-only
+/// access, who may not create files in it. The log's kept space also lets a small write
+/// (a delete, the bookkeeping of gc) go through on a full disk, so space can be freed.
+fn keep_wal_files(conn: &Connection) {
+    let mut persist: std::ffi::c_int = 1;
+    // SAFETY: `conn.handle()` is the open connection's own handle, valid for the duration of
+    // the call; "main" is a NUL-terminated name of its main database; the opcode
+    // SQLITE_FCNTL_PERSIST_WAL reads and writes exactly one `int` through the pointer, which
+    // points at a live local.
+    unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&raw mut persist).cast(),
+        );
+    }
+    // A hint like the above: a failure only costs the benefits described there.
+    let _ = conn.pragma_update(None, "journal_size_limit", WAL_KEEP);
+}
+
+/// A file of [`SpaceReserve::SIZE`] bytes kept in the registry directory so that, on a
+/// full disk, the transactions that free space (deleting a version, gc's bookkeeping) can
+/// still be written: when a write finds the disk full, the reserve is deleted and the write
+/// tried once more. It is made again by the next process that opens the registry for
+/// writing while there is room. A hint: where it cannot be made, there is none.
+#[derive(Debug)]
+struct SpaceReserve {
+    dir: crate::fsutil::Dir,
+}
+
+impl SpaceReserve {
+    const FILE: &'static str = "space.reserve";
+    const SIZE: u64 = 4 << 20;
+
+    /// The reserve in `dir`, made now if it is missing and there is room.
+    fn keep(dir: &crate::fsutil::Dir, mode: u32) -> Option<Self> {
+        let dir = dir.try_clone().ok()?;
+        if dir.stat(Self::FILE).ok()?.is_none() {
+            let file = dir.create_new(Self::FILE, mode).ok()??;
+            if !allocate(&file, Self::SIZE) {
+                let _ = dir.remove_file(Self::FILE);
+                return None;
+            }
+        }
+        Some(SpaceReserve { dir })
+    }
+
+    /// Give the reserve's space back; false when there was none.
+    fn release(&self) -> bool {
+        self.dir.remove_file(Self::FILE).unwrap_or(false)
+    }
+}
+
+/// Give `file` `len` bytes of real disk space (not a sparse file).
+fn allocate(file: &std::fs::File, len: u64) -> bool {
+    #[cfg(target_os = "linux")]
+    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len) {
+        Ok(()) => return file.sync_all().is_ok(),
+        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => {}
+        Err(_) => return false,
+    }
+    use std::io::Write;
+    let chunk = vec![0u8; 64 << 10];
+    let mut out = file;
+    let mut written = 0;
+    while written < len {
+        let n = chunk
+            .len()
+            .min(usize::try_from(len - written).unwrap_or(chunk.len()));
+        if out.write_all(&chunk[..n]).is_err() {
+            return false;
+        }
+        written += n as u64;
+    }
+    file.sync_all().is_ok()
+}
+
+fn is_disk_full(e: &CoreError) -> bool {
+    matches!(e, CoreError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
+}
+
 impl SqliteMetaStore {
     /// Open (creating and migrating as needed) the database at `path`.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
@@ -142,6 +232,8 @@ impl SqliteMetaStore {
         let mut store = Self::open_at(path, open_path, true, writable)?;
         if let Some(reason) = read_only {
             store.read_only_reason = reason.to_string();
+        } else {
+            store.reserve = SpaceReserve::keep(dir, mode);
         }
         Ok(store)
     }
@@ -159,6 +251,7 @@ impl SqliteMetaStore {
             writable,
             read_only_reason: "it was opened read-only".into(),
             created: false,
+            reserve: None,
         };
         if writable {
             retry_busy(|| store.configure())?;
@@ -211,6 +304,9 @@ impl SqliteMetaStore {
             }
         };
         conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+        if writable {
+            keep_wal_files(&conn);
+        }
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
         // A directory of 100,000 files touches tens of MiB of index pages in one transaction;
@@ -363,6 +459,23 @@ impl SqliteMetaStore {
         if !self.writable {
             return Err(self.read_only_error());
         }
+        self.write_once(&f)
+    }
+
+    /// [`Self::write`] for a transaction that frees space (a deletion, gc's bookkeeping): on
+    /// a full disk it may use the [`SpaceReserve`].
+    fn write_freeing<T>(&self, f: impl Fn(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        match self.write(&f) {
+            Err(e)
+                if is_disk_full(&e) && self.reserve.as_ref().is_some_and(SpaceReserve::release) =>
+            {
+                self.write(&f)
+            }
+            other => other,
+        }
+    }
+
+    fn write_once<T>(&self, f: &impl Fn(&Transaction<'_>) -> Result<T>) -> Result<T> {
         retry_busy(|| {
             let mut conn = self.lock();
             let tx = conn
@@ -1154,7 +1267,7 @@ impl MetadataStore for SqliteMetaStore {
         }
         let list = serde_json::Value::from(digests.iter().map(Digest::to_hex).collect::<Vec<_>>())
             .to_string();
-        self.write(|tx| {
+        self.write_freeing(|tx| {
             tx.execute(
                 "DELETE FROM objects WHERE digest IN (SELECT value FROM json_each(?1)) \
                  AND NOT EXISTS (SELECT 1 FROM version_objects v WHERE v.digest = objects.digest) \
@@ -1172,7 +1285,7 @@ impl MetadataStore for SqliteMetaStore {
         reference: &Reference,
         force: bool,
     ) -> Result<VersionRecord> {
-        self.write(|tx| {
+        self.write_freeing(|tx| {
             let record = resolve_in(self, tx, kind, reference)?;
             if record.stage == Stage::Production && !force {
                 return Err(CoreError::InvalidInput {
