@@ -851,7 +851,8 @@ def test_download_refuses_outputs_it_must_not_touch(
     """`download -o` onto an existing directory, file or FIFO (without --force), an
     unwritable place (/proc, writable by nobody, root included; a read-only directory), the
     registry or anything inside or above it (with --force), the current directory and its
-    parent, and the home directory (with --force): exit 1, one line, the target untouched,
+    parent, and the home directory and its parents (with --force): exit 1, one line, the
+    target untouched,
     nothing else written anywhere."""
     outputs = tmp_path / "outputs"
     existing_dir = outputs / "existing-dir"
@@ -859,7 +860,7 @@ def test_download_refuses_outputs_it_must_not_touch(
     (existing_dir / "keep.txt").write_text("keep me")
     existing_file = outputs / "existing.bin"
     existing_file.write_bytes(b"keep me too")
-    home = tmp_path / "home"
+    home = tmp_path / "homes" / "user"
     (home / ".config").mkdir(parents=True)
     fifo = outputs / "pipe"
     os.mkfifo(fifo)
@@ -878,6 +879,7 @@ def test_download_refuses_outputs_it_must_not_touch(
         ("the current directory, --force", [".", "--force"], ["current directory"]),
         ("the current directory's parent", ["..", "--force"], []),
         ("the home directory, --force", [str(home), "--force"], ["home directory"]),
+        ("a parent of home, --force", [str(home.parent), "--force"], ["home directory"]),
     ]
     read_only = outputs / "read-only"
     read_only.mkdir()

@@ -268,8 +268,8 @@ def test_a_directory_holding_other_files_keeps_its_mode(registry: Path) -> None:
 @pytest.fixture
 def read_only_mount(tmp_path: Path) -> Iterator[Path]:
     """A registry on a small tmpfs, remounted read-only by the test."""
-    mount = tmp_path / "mnt"
-    mount.mkdir()
+    mount = tmp_path / "mounts" / "mnt"
+    mount.mkdir(parents=True)
     try:
         subprocess.run(
             ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)],
@@ -332,3 +332,98 @@ def test_read_commands_never_create_a_registry(cli, tmp_path: Path) -> None:
         assert result.returncode == 1, args
         assert "there is no registry at" in one_line(result.stderr), args
     assert not typo.exists() and not typo.parent.exists()
+
+
+# ---- where downloads may land ----
+
+
+def test_download_never_replaces_a_mount_point_or_a_directory_holding_one(
+    cli, registry: Path, tmp_path: Path, read_only_mount: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("a")
+    pacha.Registry(registry).register_dataset("d", data, "1.0.0")
+    subprocess.run(["mount", "-o", "remount,rw", str(read_only_mount)], check=True)
+    (read_only_mount / "precious.txt").write_text("on another file system")
+    for target in (read_only_mount, read_only_mount.parent):
+        result = cli("data", "download", "d:1.0.0", "-o", str(target), "--force")
+        assert result.returncode == 1
+        assert "mount point" in one_line(result.stderr)
+    assert (read_only_mount / "precious.txt").read_text() == "on another file system"
+
+
+def test_replacing_a_directory_says_what_it_removed(cli, registry: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.txt").write_text("a")
+    (data / "sub" / "b.txt").write_text("b")
+    pacha.Registry(registry).register_dataset("d", data, "1.0.0")
+    out = tmp_path / "out"
+    assert cli("data", "download", "d:1.0.0", "-o", str(out)).returncode == 0
+    again = cli("data", "download", "d:1.0.0", "-o", str(out), "--force")
+    assert again.returncode == 0 and "removed" not in again.stderr
+    (out / "notes.txt").write_text("mine")
+    (out / "scratch").mkdir()
+    (out / "scratch" / "x").write_text("x")
+    import json
+
+    replaced = cli("data", "download", "d:1.0.0", "-o", str(out), "--force", "--json")
+    assert replaced.returncode == 0
+    assert json.loads(replaced.stdout)["removed"] == ["notes.txt", "scratch/", "scratch/x"]
+    (out / "notes.txt").write_text("mine")
+    human = cli("data", "download", "d:1.0.0", "-o", str(out), "--force")
+    assert "removed 1 entry that were not part of d:1.0.0 (notes.txt)" in human.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "sub"]
+
+
+def test_a_single_file_keeps_its_mode(registry: Path, tmp_path: Path) -> None:
+    key = tmp_path / "private.key"
+    key.write_text("secret")
+    key.chmod(0o600)
+    script = tmp_path / "run.sh"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    reg = pacha.Registry(registry)
+    reg.register_model("key", key, "1.0.0")
+    reg.register_model("script", script, "1.0.0")
+    old = os.umask(0o022)
+    try:
+        reg.download_model("key:1.0.0", tmp_path / "out.key")
+        reg.download_model("script:1.0.0", tmp_path / "out.sh")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "out.sh").stat().st_mode) == 0o755
+
+
+def test_leftover_parts_of_killed_downloads_are_removed_by_the_next(
+    registry: Path, tmp_path: Path
+) -> None:
+    import fcntl
+    import time
+
+    reg = pacha.Registry(registry)
+    reg.register_model("m", write_pattern(tmp_path / "m.bin", 4096, seed=12), "1.0.0")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    stale_file = out_dir / ".pacha-abcdef.part"
+    stale_file.write_bytes(b"half a model")
+    stale_dir = out_dir / ".pacha-123456.part"
+    (stale_dir / "inner").mkdir(parents=True)
+    (stale_dir / "inner" / "f").write_text("half a tree")
+    live = out_dir / ".pacha-live00.part"
+    live.write_bytes(b"being written")
+    young = out_dir / ".pacha-young0.part"
+    young.write_bytes(b"just created")
+    old = time.time() - 3600
+    for path in (stale_file, stale_dir, live):
+        os.utime(path, (old, old))
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        reg.download_model("m:1.0.0", out_dir / "m.bin")
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        ".pacha-live00.part",
+        ".pacha-young0.part",
+        "m.bin",
+    ]

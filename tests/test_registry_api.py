@@ -1036,7 +1036,7 @@ def test_fast_record_construction_matches_model_construct(
 
     made = reg.register_model("m", blob(tmp_path, "m.bin", b"m"), "1.0.0", tags={"a": "b"})
     fields = {name: getattr(made, name) for name in type(made).model_fields}
-    private = {"_document": None, "_skipped": ()}
+    private = {"_document": None, "_skipped": (), "_removed": ()}
     fast = _construct(pacha.ModelVersion, dict(fields), private)
     slow = pacha.ModelVersion.model_construct(**fields)
     assert fast == slow

@@ -376,7 +376,7 @@ class Registry:
         *,
         overwrite: bool = False,
         progress: Optional[Progress] = None,
-    ) -> VersionInfo: ...
+    ) -> tuple[VersionInfo, builtins.list[str]]: ...
     def verify(
         self,
         version_ids: Optional[builtins.list[int]] = None,

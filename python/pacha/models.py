@@ -142,6 +142,7 @@ class ArtifactVersion(BaseModel):
     run: Optional[str] = Field(None, description="Id of the run that produced this version.")
     _document: Optional[str] = PrivateAttr(default=None)
     _skipped: tuple[str, ...] = PrivateAttr(default=())
+    _removed: tuple[str, ...] = PrivateAttr(default=())
 
     @property
     def ref(self) -> str:
@@ -156,6 +157,15 @@ class ArtifactVersion(BaseModel):
 
     def _set_skipped(self, paths: list[str]) -> None:
         self.__pydantic_private__["_skipped"] = tuple(paths)  # type: ignore[index]
+
+    @property
+    def removed(self) -> tuple[str, ...]:
+        """Entries of the directory a download replaced (``force=True``) that were not part
+        of this version, and so were removed; empty except on the result of a download."""
+        return self._removed
+
+    def _set_removed(self, paths: list[str]) -> None:
+        self.__pydantic_private__["_removed"] = tuple(paths)  # type: ignore[index]
 
     def document(self) -> Optional[dict[str, Any]]:
         """The stored card or datasheet as plain JSON data, if any."""

@@ -116,7 +116,7 @@ def _model_from_row(
         "history": history or [],
         "run": run,
     }
-    return _construct(cls, fields, {"_document": card, "_skipped": ()})
+    return _construct(cls, fields, {"_document": card, "_skipped": (), "_removed": ()})
 
 
 _object_setattr = object.__setattr__
@@ -1042,10 +1042,12 @@ class Registry:
         progress: Optional[_core.Progress],
         cls: type[V],
     ) -> V:
-        info = self._core.download(
+        info, removed = self._core.download(
             kind, ref, version, os.fspath(output), overwrite=force, progress=progress
         )
-        return _record(info, cls)
+        downloaded = _record(info, cls)
+        downloaded._set_removed(removed)
+        return downloaded
 
     def _stage(
         self,

@@ -461,11 +461,21 @@ def make_group(kind: str) -> typer.Typer:
                     ref, output, version, force=force, progress=progress
                 )
         if json_out:
-            print_json({**result.to_json(), "output": output})
-        elif not quiet:
+            print_json({**result.to_json(), "output": output, "removed": list(result.removed)})
+            return
+        if not quiet:
             typer.echo(
                 f"wrote {noun} {result.ref} ({human_size(result.size)}) to {output}, "
                 "BLAKE3 verified"
+            )
+        if result.removed:
+            from pacha.cli.output import describe_paths
+
+            typer.echo(
+                f"replaced {output}: removed {len(result.removed)} entr"
+                f"{'y' if len(result.removed) == 1 else 'ies'} that were not part of "
+                f"{result.ref} ({describe_paths(result.removed)})",
+                err=True,
             )
 
     @group.command("stage")

@@ -40,6 +40,43 @@ pub(crate) fn umask() -> u32 {
         .unwrap_or(0o022)
 }
 
+/// Every mount point of this process's mount namespace (Linux: from /proc/self/mountinfo,
+/// whose fifth field is the mount point with spaces and the like octal-escaped).
+pub(crate) fn mount_points() -> Vec<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let unescape = |field: &str| {
+        let bytes = field.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let octal = bytes.get(i + 1..i + 4).and_then(|d| {
+                std::str::from_utf8(d)
+                    .ok()
+                    .and_then(|d| u8::from_str_radix(d, 8).ok())
+            });
+            match (bytes[i], octal) {
+                (b'\\', Some(byte)) => {
+                    out.push(byte);
+                    i += 4;
+                }
+                (byte, _) => {
+                    out.push(byte);
+                    i += 1;
+                }
+            }
+        }
+        std::path::PathBuf::from(std::ffi::OsString::from_vec(out))
+    };
+    info.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape)
+        .filter(|p| p.as_os_str() != "/")
+        .collect()
+}
+
 /// The modification time in a `stat`.
 pub(crate) fn modified(stat: &rustix::fs::Stat) -> Option<SystemTime> {
     let secs = u64::try_from(stat.st_mtime).ok()?;

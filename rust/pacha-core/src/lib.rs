@@ -9,6 +9,7 @@
 //! The on-disk format is specified in `docs/store-format.md`.
 
 mod db;
+mod destination;
 pub mod digest;
 pub mod error;
 mod fsutil;

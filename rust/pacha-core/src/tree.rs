@@ -481,16 +481,77 @@ pub fn load_manifest(store: &dyn ObjectStore, digest: &Digest) -> Result<Manifes
     Ok(manifest)
 }
 
-/// Recreate the directory of `manifest` at `dest`: built in a temp directory beside it, every
-/// file verified, then renamed into place. An existing `dest` is replaced only when
-/// `overwrite` is set.
+/// What [`export_tree`] did.
+#[derive(Debug, Clone, Default)]
+pub struct TreeExport {
+    /// Bytes written.
+    pub bytes: u64,
+    /// Entries of a directory that was replaced (with `overwrite`) that were not part of the
+    /// tree written in its place: what the replacement removed (relative paths).
+    pub removed: Vec<String>,
+}
+
+/// Relative paths under `root` that `manifest` does not account for (not a file of it, not
+/// a directory it implies or lists), refusing a `root` that holds a mount point: replacing it
+/// would delete another file system's contents.
+fn foreign_entries(root: &Path, manifest: &Manifest) -> Result<Vec<String>> {
+    let mut known: BTreeSet<&str> = BTreeSet::new();
+    for path in manifest
+        .entries
+        .iter()
+        .map(|e| e.path.as_str())
+        .chain(manifest.empty_directories.iter().map(String::as_str))
+    {
+        known.insert(path);
+        let mut rest = path;
+        while let Some((parent, _)) = rest.rsplit_once('/') {
+            known.insert(parent);
+            rest = parent;
+        }
+    }
+    let device = fs::symlink_metadata(root).at(root)?.dev();
+    let mut foreign = Vec::new();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let entry = entry.at(&dir)?;
+            let relative = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            let meta = fs::symlink_metadata(entry.path()).at(&entry.path())?;
+            if meta.is_dir() && meta.dev() != device {
+                return Err(refuse(
+                    root,
+                    &format!(
+                        "holds a mount point ({relative}); pacha will not replace a directory \
+                         holding another file system, even with --force; choose another output"
+                    ),
+                ));
+            }
+            let kept = known.contains(relative.as_str());
+            if meta.is_dir() {
+                if !kept {
+                    foreign.push(format!("{relative}/"));
+                }
+                stack.push((entry.path(), format!("{relative}/")));
+            } else if !kept {
+                foreign.push(relative);
+            }
+        }
+    }
+    foreign.sort();
+    Ok(foreign)
+}
+
+/// Recreate the directory of `manifest` at `dest`: built in a part directory beside it,
+/// every file verified (and given its recorded permission bits, less the umask), then
+/// renamed into place. An existing `dest` is replaced only when `overwrite` is set; what
+/// the replacement removes is reported.
 pub fn export_tree(
     store: &dyn ObjectStore,
     manifest: &Manifest,
     dest: &Path,
     overwrite: bool,
     progress: &Progress,
-) -> Result<u64> {
+) -> Result<TreeExport> {
     let exists = match fs::symlink_metadata(dest) {
         Ok(meta) => {
             if !overwrite {
@@ -513,39 +574,40 @@ pub fn export_tree(
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
         Err(e) => return Err(CoreError::io(dest, e)),
     };
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+    let removed = if exists {
+        foreign_entries(dest, manifest)?
+    } else {
+        Vec::new()
     };
+    let parent = crate::destination::parent_of(dest);
     fs::create_dir_all(&parent).at(&parent)?;
-    let staging = tempfile::Builder::new()
-        .prefix(".pacha-")
-        .suffix(".part")
-        .tempdir_in(&parent)
-        .at(&parent)?;
+    let (staging, _lock) = crate::destination::part_dir(&parent)?;
     progress.add_total(manifest.entries.iter().map(|e| e.size).sum());
     for dir in &manifest.empty_directories {
         let path = staging.path().join(safe_relative(dir)?);
         fs::create_dir_all(&path).at(&path)?;
     }
-    let umask = crate::fsutil::umask();
     let written: Vec<Result<u64>> = crate::parallel::map_files(&manifest.entries, |entry| {
         let path = staging.path().join(safe_relative(&entry.path)?);
         let digest = Digest::parse(&entry.digest)?;
-        let n = store.export(&digest, &path, false, &Progress::new())?;
+        let options = crate::store::ExportOptions {
+            overwrite: false,
+            mode: Some(entry.mode),
+        };
+        let n = store.export(&digest, &path, options, &Progress::new())?;
         progress.advance(n);
-        // The recorded permission bits, less what the umask withholds (as `tar` without -p).
-        fs::set_permissions(&path, fs::Permissions::from_mode(entry.mode & !umask)).at(&path)?;
         Ok(n)
     });
-    let total = written.into_iter().sum::<Result<u64>>()?;
+    let bytes = written.into_iter().sum::<Result<u64>>()?;
     progress.check()?;
-    // The staging directory is 0700 like any temp dir; give it ordinary permissions.
-    fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755)).at(staging.path())?;
+    // The part directory is private like any temp dir; give it the mode `mkdir` would.
+    let mode = 0o777 & !crate::fsutil::umask();
+    fs::set_permissions(staging.path(), fs::Permissions::from_mode(mode)).at(staging.path())?;
     if exists {
         // One atomic step: the new tree takes `dest`'s place and the old one moves to the
-        // staging path, from where it is deleted (dropping `staging`). Readers of `dest` never
-        // see it missing, and a crash leaves either the old tree or the new one in place.
+        // part path, from where it is deleted (dropping `staging`). Readers of `dest` never
+        // see it missing, and a crash leaves either the old tree or the new one in place
+        // (and the old one, unlocked, is removed by the next download here).
         exchange(staging.path(), dest)?;
     } else {
         fs::rename(staging.path(), dest).at(dest)?;
@@ -553,7 +615,7 @@ pub fn export_tree(
         let _ = staging.keep();
     }
     crate::fsutil::sync_dir(&parent)?;
-    Ok(total)
+    Ok(TreeExport { bytes, removed })
 }
 
 /// Atomically swap two directory entries (Linux `renameat2(RENAME_EXCHANGE)`).

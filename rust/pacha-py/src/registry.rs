@@ -450,14 +450,14 @@ impl Registry {
         dest: PathBuf,
         overwrite: bool,
         progress: Option<&Bound<'_, Progress>>,
-    ) -> PyResult<VersionInfo> {
+    ) -> PyResult<(VersionInfo, Vec<String>)> {
         let kind = self::kind(kind)?;
         let reference = self::reference(reference, version)?;
         let registry = self.0.clone();
         run_detached(py, progress_of(progress), move |p| {
             registry.download(kind, &reference, &dest, overwrite, p)
         })
-        .map(VersionInfo::from)
+        .map(|done| (VersionInfo::from(done.record), done.removed))
     }
 
     /// Check the objects of the given version ids (all versions when None).

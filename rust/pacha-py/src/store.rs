@@ -88,7 +88,11 @@ impl ObjectStore {
         let digest = parse_digest(digest)?;
         let store = Arc::clone(&self.0);
         run_detached(py, progress_of(progress), move |p| {
-            store.export(&digest, &dest, overwrite, p)
+            let options = pacha_core::store::ExportOptions {
+                overwrite,
+                mode: None,
+            };
+            store.export(&digest, &dest, options, p)
         })
     }
 

@@ -115,6 +115,8 @@ pub struct NewVersion {
     pub run_id: Option<String>,
     /// Lineage edges from this version to what it came from.
     pub lineage: Vec<crate::lineage::NewEdge>,
+    /// Permission bits of a single file (`None` for a tree: its manifest records them).
+    pub mode: Option<u32>,
 }
 
 /// One registered version, as stored.
@@ -137,6 +139,8 @@ pub struct VersionRecord {
     pub created_by: String,
     /// The run that produced this version, if any.
     pub run_id: Option<String>,
+    /// Permission bits of a single-file version's file, when recorded.
+    pub mode: Option<u32>,
 }
 
 impl VersionRecord {

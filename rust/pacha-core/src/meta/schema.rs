@@ -157,4 +157,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         FROM runs r JOIN lineage_nodes rn ON rn.run_id = r.id
         JOIN lineage_nodes vn ON vn.version_id = r.recipe_version_id;
     "#,
+    // 4: the permission bits of a single-file version's file, restored on download (NULL
+    // for versions registered before they were recorded).
+    r#"
+    ALTER TABLE versions ADD COLUMN mode INTEGER CHECK (mode IS NULL OR mode BETWEEN 0 AND 511);
+    "#,
 ];

@@ -67,7 +67,7 @@ struct OpenConnection {
 }
 
 const VERSION_COLUMNS: &str = "v.id, a.kind, a.name, v.version, v.digest, v.layout, v.size, \
-     v.file_count, v.stage, v.description, v.card, v.created_at, v.created_by, v.run_id";
+     v.file_count, v.stage, v.description, v.card, v.created_at, v.created_by, v.run_id, v.mode";
 
 fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
     let kind: String = row.get(1)?;
@@ -94,6 +94,13 @@ fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> 
         created_at: row.get(11)?,
         created_by: row.get(12)?,
         run_id: row.get(13)?,
+        // A damaged cell means "not recorded": the mode is a convenience, never checked.
+        mode: row
+            .get::<_, Option<i64>>(14)
+            .ok()
+            .flatten()
+            .and_then(|m| u32::try_from(m).ok())
+            .filter(|m| *m <= 0o777),
     })
 }
 
@@ -801,8 +808,8 @@ impl MetadataStore for SqliteMetaStore {
             })?;
             tx.execute(
                 "INSERT INTO versions (artifact_id, version, version_key, prerelease, digest, layout, \
-                 size, file_count, description, card, created_by, run_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 size, file_count, description, card, created_by, run_id, mode) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     artifact,
                     version.to_string(),
@@ -816,6 +823,7 @@ impl MetadataStore for SqliteMetaStore {
                     new.card,
                     new.actor,
                     new.run_id,
+                    new.mode.map(|m| m & 0o777),
                 ],
             )
             .map_err(|e| self.err(e))?;

@@ -116,6 +116,15 @@ pub struct RegisterRequest {
     pub walk: tree::WalkOptions,
 }
 
+/// What a download did.
+#[derive(Debug, Clone)]
+pub struct Downloaded {
+    pub record: VersionRecord,
+    /// Entries of a replaced directory that were not part of the version (see
+    /// [`tree::TreeExport::removed`]).
+    pub removed: Vec<String>,
+}
+
 /// What a registration did.
 #[derive(Debug, Clone)]
 pub struct Registered {
@@ -411,11 +420,17 @@ impl Registry {
             objects,
             run_id,
             lineage: request.lineage.clone(),
+            mode: (layout == Layout::File).then(|| {
+                use std::os::unix::fs::PermissionsExt;
+                source_meta.permissions().mode() & 0o777
+            }),
         })?;
         Ok(Registered { record, skipped })
     }
 
     /// Write a version's bytes to `dest` (a file, or a directory for a tree), verified.
+    /// Everything that can be checked (the version, the destination, a tree's manifest) is
+    /// checked before anything is written.
     pub fn download(
         &self,
         kind: Kind,
@@ -423,26 +438,31 @@ impl Registry {
         dest: &Path,
         overwrite: bool,
         progress: &Progress,
-    ) -> Result<VersionRecord> {
+    ) -> Result<Downloaded> {
         let record = self.meta.resolve(kind, reference)?;
         self.check_destination(dest)?;
-        match record.layout {
+        let removed = match record.layout {
             Layout::File => {
-                self.store
-                    .export(&record.digest, dest, overwrite, progress)?;
+                let options = crate::store::ExportOptions {
+                    overwrite,
+                    mode: record.mode,
+                };
+                self.store.export(&record.digest, dest, options, progress)?;
+                Vec::new()
             }
             Layout::Tree => {
                 let manifest = tree::load_manifest(self.store.as_ref(), &record.digest)?;
-                tree::export_tree(self.store.as_ref(), &manifest, dest, overwrite, progress)?;
+                tree::export_tree(self.store.as_ref(), &manifest, dest, overwrite, progress)?
+                    .removed
             }
-        }
-        Ok(record)
+        };
+        Ok(Downloaded { record, removed })
     }
 
-    /// Refuse destinations whose replacement (with `--force`) or filling would destroy the
-    /// registry itself or the directory the user stands in: anything inside the registry,
-    /// the registry's directory or one of its parents, the current directory or one of its
-    /// parents, and the home directory.
+    /// Refuse destinations whose replacement (with `--force`) or filling would destroy what
+    /// is not the download's: anything inside the registry or containing it, the current
+    /// directory or one of its parents, the home directory or one of its parents, and a mount
+    /// point or a directory holding one.
     fn check_destination(&self, dest: &Path) -> Result<()> {
         let Some(target) = canonical_target(dest) else {
             return Ok(());
@@ -467,9 +487,19 @@ impl Registry {
             }
         }
         if let Some(home) = std::env::var_os("HOME").and_then(|h| fs::canonicalize(h).ok()) {
-            if home == target {
-                return Err(refuse("it is the home directory"));
+            if home.starts_with(&target) {
+                return Err(refuse("it is the home directory or one of its parents"));
             }
+        }
+        if let Some(mount) = crate::fsutil::mount_points()
+            .into_iter()
+            .find(|m| m.starts_with(&target))
+        {
+            return Err(refuse(&if mount == target {
+                "it is a mount point".to_string()
+            } else {
+                format!("it holds the mount point {}", mount.display())
+            }));
         }
         Ok(())
     }

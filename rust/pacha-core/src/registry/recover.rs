@@ -134,6 +134,7 @@ impl Registry {
             objects,
             run_id: None,
             lineage: Vec::new(),
+            mode: None,
         })
     }
 }

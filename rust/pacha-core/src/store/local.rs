@@ -12,14 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use tempfile::NamedTempFile;
-
 use super::copy::copy_hashing;
 use super::pack::{Pack, PACK_DIR, PACK_MAX};
 use super::{
-    Expected, ObjectInfo, ObjectStore, Problem, ProblemKind, PutOutcome, SyncBatch, TempSweep,
-    VerifyReport,
+    Expected, ExportOptions, ObjectInfo, ObjectStore, Problem, ProblemKind, PutOutcome, SyncBatch,
+    TempSweep, VerifyReport,
 };
+use crate::destination;
 use crate::error::IoContext;
 use crate::fsutil::{open_regular, Dir, EntryKind, Sharing, TempFile};
 use crate::hash;
@@ -845,69 +844,6 @@ impl LocalStore {
         None
     }
 
-    /// Where an export's temp file goes: next to `dest`, after checking that `dest` may be
-    /// written. Returns the parent directory (created if missing).
-    fn export_parent(dest: &Path, overwrite: bool) -> Result<PathBuf> {
-        match fs::symlink_metadata(dest) {
-            Ok(m) if m.is_dir() => return Err(CoreError::IsADirectory { path: dest.into() }),
-            // `--force` replaces a file (or a link), never a FIFO, device or socket: replacing
-            // /dev/null with a model is never what was meant.
-            Ok(m) if !(m.is_file() || m.file_type().is_symlink()) => {
-                return Err(CoreError::InvalidInput {
-                    message: format!(
-                        "{}: is a {}; pacha writes regular files and will not replace it, even \
-                         with --force; choose another output path",
-                        dest.display(),
-                        crate::fsutil::file_kind(&m)
-                    ),
-                })
-            }
-            Ok(_) if !overwrite => return Err(CoreError::AlreadyExists { path: dest.into() }),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(CoreError::io(dest, e)),
-        }
-        let parent = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        fs::create_dir_all(&parent).at(&parent)?;
-        Ok(parent)
-    }
-
-    fn export_temp(parent: &Path) -> Result<NamedTempFile> {
-        // Mode 0666 before the umask, like any file a program creates.
-        tempfile::Builder::new()
-            .prefix(".pacha-")
-            .suffix(".part")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-            .tempfile_in(parent)
-            .at(parent)
-    }
-
-    /// Make a verified, fully written export temp file `dest`, durably.
-    fn publish_export(
-        tmp: NamedTempFile,
-        dest: &Path,
-        overwrite: bool,
-        parent: &Path,
-    ) -> Result<()> {
-        tmp.as_file().sync_all().at(tmp.path())?;
-        let persisted = if overwrite {
-            tmp.persist(dest)
-        } else {
-            tmp.persist_noclobber(dest)
-        };
-        match persisted {
-            Ok(_) => {}
-            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(CoreError::AlreadyExists { path: dest.into() });
-            }
-            Err(e) => return Err(CoreError::io(dest, e.error)),
-        }
-        crate::fsutil::sync_dir(parent)
-    }
-
     /// Run `check` on every (address, expected size, stored bytes) job. Large objects go one
     /// at a time, each hashed on all cores; small ones are checked in parallel. (A large
     /// object checked inside a parallel loop would be hashed on one core: see
@@ -960,15 +896,15 @@ impl LocalStore {
     fn export_packed(
         data: &[u8],
         dest: &Path,
-        overwrite: bool,
+        options: ExportOptions,
         progress: &Progress,
     ) -> Result<u64> {
-        let parent = Self::export_parent(dest, overwrite)?;
+        let parent = destination::prepare_file(dest, options.overwrite)?;
         progress.add_total(data.len() as u64);
-        let mut tmp = Self::export_temp(&parent)?;
-        tmp.write_all(data).at(tmp.path())?;
+        let mut part = destination::part_file(&parent, options.mode)?;
+        part.write_all(data).at(part.path())?;
         progress.advance(data.len() as u64);
-        Self::publish_export(tmp, dest, overwrite, &parent)?;
+        destination::publish_file(part, dest, options.overwrite, &parent)?;
         Ok(data.len() as u64)
     }
 }
@@ -1090,17 +1026,17 @@ impl ObjectStore for LocalStore {
         &self,
         digest: &Digest,
         dest: &Path,
-        overwrite: bool,
+        options: ExportOptions,
         progress: &Progress,
     ) -> Result<u64> {
         if let Some(data) = self.read_packed(digest)? {
-            return Self::export_packed(&data, dest, overwrite, progress);
+            return Self::export_packed(&data, dest, options, progress);
         }
         let object_path = self.object_path(digest);
         let (mut src, meta) = self.open_object(digest)?;
-        let parent = Self::export_parent(dest, overwrite)?;
+        let parent = destination::prepare_file(dest, options.overwrite)?;
         progress.add_total(meta.len());
-        let mut tmp = Self::export_temp(&parent)?;
+        let mut tmp = destination::part_file(&parent, options.mode)?;
         let tmp_path = tmp.path().to_path_buf();
         let mut hasher = blake3::Hasher::new();
         let copied = copy_hashing(
@@ -1121,7 +1057,7 @@ impl ObjectStore for LocalStore {
                 path: object_path,
             });
         }
-        Self::publish_export(tmp, dest, overwrite, &parent)?;
+        destination::publish_file(tmp, dest, options.overwrite, &parent)?;
         Ok(copied)
     }
 

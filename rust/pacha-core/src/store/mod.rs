@@ -26,6 +26,15 @@ pub struct PutOutcome {
     pub written: bool,
 }
 
+/// How [`ObjectStore::export`] writes its destination.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// Replace an existing file (or link) at the destination.
+    pub overwrite: bool,
+    /// Permission bits for the new file, less the umask (0666 less the umask when `None`).
+    pub mode: Option<u32>,
+}
+
 /// An object as listed by the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -219,7 +228,7 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         &self,
         digest: &Digest,
         dest: &Path,
-        overwrite: bool,
+        options: ExportOptions,
         progress: &Progress,
     ) -> Result<u64>;
 

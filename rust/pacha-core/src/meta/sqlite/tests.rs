@@ -26,6 +26,7 @@ fn new(name: &str, version: &str) -> NewVersion {
         objects: vec![(digest(1), 10)],
         run_id: None,
         lineage: Vec::new(),
+        mode: Some(0o644),
     }
 }
 

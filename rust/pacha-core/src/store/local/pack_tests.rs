@@ -73,7 +73,12 @@ fn a_batch_packs_its_small_objects_and_they_read_back_like_loose_ones() {
         let out = dir.path().join(format!("out-{}", outcome.digest));
         assert_eq!(
             store
-                .export(&outcome.digest, &out, false, &Progress::new())
+                .export(
+                    &outcome.digest,
+                    &out,
+                    ExportOptions::default(),
+                    &Progress::new()
+                )
                 .expect("export"),
             data.len() as u64
         );
@@ -177,7 +182,12 @@ fn damage_to_a_packed_object_is_reported_refused_and_repaired() {
 
     let out = dir.path().join("out");
     assert!(matches!(
-        store.export(&outcome.digest, &out, false, &Progress::new()),
+        store.export(
+            &outcome.digest,
+            &out,
+            ExportOptions::default(),
+            &Progress::new()
+        ),
         Err(CoreError::Integrity { .. })
     ));
     assert!(!out.exists(), "no partial output");
@@ -279,14 +289,19 @@ fn an_unreadable_pack_does_not_stop_loose_objects() {
     let store = LocalStore::open(dir.path().join("objects")).expect("open");
     let out = dir.path().join("out");
     store
-        .export(&single.digest, &out, false, &Progress::new())
+        .export(
+            &single.digest,
+            &out,
+            ExportOptions::default(),
+            &Progress::new(),
+        )
         .expect("a loose object still exports");
     assert_eq!(store.size_of(&single.digest).expect("size"), Some(3000));
     assert!(store
         .export(
             &packed.digest,
             &dir.path().join("p"),
-            false,
+            ExportOptions::default(),
             &Progress::new()
         )
         .is_err());

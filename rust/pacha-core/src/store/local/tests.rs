@@ -46,7 +46,12 @@ fn round_trip_across_the_small_and_large_paths() {
         let dest = dir.path().join(format!("out/{len}"));
         assert_eq!(
             store
-                .export(&out.digest, &dest, false, &Progress::new())
+                .export(
+                    &out.digest,
+                    &dest,
+                    ExportOptions::default(),
+                    &Progress::new()
+                )
                 .expect("export"),
             len as u64
         );
@@ -177,7 +182,12 @@ fn verify_and_export_catch_every_kind_of_damage() {
     assert_eq!(all.checked, 3);
 
     let out = dir.path().join("out");
-    match store.export(&flipped.digest, &out, false, &Progress::new()) {
+    match store.export(
+        &flipped.digest,
+        &out,
+        ExportOptions::default(),
+        &Progress::new(),
+    ) {
         Err(CoreError::Integrity {
             expected,
             actual,
@@ -191,7 +201,12 @@ fn verify_and_export_catch_every_kind_of_damage() {
     }
     assert!(!out.exists());
     assert!(matches!(
-        store.export(&deleted.digest, &out, false, &Progress::new()),
+        store.export(
+            &deleted.digest,
+            &out,
+            ExportOptions::default(),
+            &Progress::new()
+        ),
         Err(CoreError::ObjectNotFound { .. })
     ));
     let leftovers: Vec<_> = fs::read_dir(dir.path())
@@ -224,16 +239,37 @@ fn export_refuses_to_clobber_or_write_onto_a_directory() {
         .expect("put");
     let existing = write(dir.path(), "existing", b"keep me");
     assert!(matches!(
-        store.export(&out.digest, &existing, false, &Progress::new()),
+        store.export(
+            &out.digest,
+            &existing,
+            ExportOptions::default(),
+            &Progress::new()
+        ),
         Err(CoreError::AlreadyExists { .. })
     ));
     assert_eq!(fs::read(&existing).expect("read"), b"keep me");
     store
-        .export(&out.digest, &existing, true, &Progress::new())
+        .export(
+            &out.digest,
+            &existing,
+            ExportOptions {
+                overwrite: true,
+                mode: None,
+            },
+            &Progress::new(),
+        )
         .expect("overwrite");
     assert_eq!(fs::read(&existing).expect("read"), b"hello");
     assert!(matches!(
-        store.export(&out.digest, dir.path(), true, &Progress::new()),
+        store.export(
+            &out.digest,
+            dir.path(),
+            ExportOptions {
+                overwrite: true,
+                mode: None
+            },
+            &Progress::new()
+        ),
         Err(CoreError::IsADirectory { .. })
     ));
 }
@@ -329,7 +365,15 @@ fn a_damaged_large_object_found_by_verify_or_export_is_repaired_by_ingesting_it_
         } else {
             let dest = dir.path().join("out");
             assert!(store
-                .export(&out.digest, &dest, true, &Progress::new())
+                .export(
+                    &out.digest,
+                    &dest,
+                    ExportOptions {
+                        overwrite: true,
+                        mode: None
+                    },
+                    &Progress::new()
+                )
                 .is_err());
         }
         let again = store.put_file(&src, &Progress::new()).expect("again");
