@@ -108,3 +108,34 @@ def test_small_objects_heal_without_a_verify_first(registry: Path, tmp_path: Pat
     corrupt(registry / "objects" / digest[:2] / digest, offset=100)
     reg.register_model("s", data, "1.0.1")
     assert reg.verify().ok
+
+
+def test_a_pack_with_a_damaged_header_is_set_aside_and_its_objects_repaired(
+    tmp_path: Path,
+) -> None:
+    """A damaged pack would block every directory registration; it is set aside instead
+    (kept, and named by verify), its objects are reported missing, and repair heals them."""
+    registry = tmp_path / "registry"
+    first, second = tmp_path / "first", tmp_path / "second"
+    for directory, seed in ((first, 1), (second, 2)):
+        directory.mkdir()
+        for i in range(30):
+            (directory / f"{i}.txt").write_text(f"{seed} row {i}\n")
+    reg = pacha.Registry(registry)
+    reg.register_dataset("first", first, "1.0.0")
+    pack = registry / "objects" / "packs" / "small.sqlite"
+    with open(pack, "r+b") as f:
+        f.write(b"\0" * 100)
+    reg.register_dataset("second", second, "1.0.0")
+    result = reg.verify()
+    kinds = sorted({(p.kind, tuple(p.breaks)) for p in result.problems})
+    assert ("missing", ("first:1.0.0",)) in kinds
+    assert any("damaged pack set aside" in p.detail for p in result.problems)
+    assert not any("second:1.0.0" in p.breaks for p in result.problems)
+    repaired = reg.repair("first:1.0.0", first)
+    assert repaired.ok and repaired.damaged >= 30
+    left = reg.verify().problems  # only the pack kept aside (and its journal)
+    assert left and all(p.kind == "stray" and "set aside" in p.detail for p in left)
+    out = tmp_path / "out"
+    reg.download_dataset("first:1.0.0", out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in first.iterdir())

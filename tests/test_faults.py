@@ -698,25 +698,36 @@ def test_a_forked_child_can_hash_register_and_verify(
     assert reg.verify().ok
 
 
-def _pool_work(path: str) -> str:
-    return pacha.hash_file(path)
+MULTIPROCESSING_AFTER_PACHA = textwrap.dedent(
+    """
+    import multiprocessing, sys
+    import pacha
+
+    def work(path):
+        return pacha.hash_file(path)
+
+    if __name__ == "__main__":
+        path = sys.argv[1]
+        expected = pacha.hash_file(path)  # the pool threads now exist in this process
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            digests = pool.map_async(work, [path] * 4).get(timeout=60)
+        print("ok" if digests == [expected] * 4 else digests)
+    """
+)
 
 
-def test_multiprocessing_fork_workers_hash_in_parallel(
-    warmed: tuple[pacha.Registry, Path, Path],
-) -> None:
-    import multiprocessing
-    import warnings
-
-    _, big, _ = warmed
-    expected = pacha.hash_file(big)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        context = multiprocessing.get_context("fork")
-        with context.Pool(2) as pool:
-            result = pool.map_async(_pool_work, [str(big)] * 4)
-            digests = result.get(timeout=60)
-    assert digests == [expected] * 4
+def test_multiprocessing_fork_workers_hash_in_parallel(tmp_path: Path) -> None:
+    """What a training script does: use pacha, then fork `multiprocessing` workers (the
+    Linux default before Python 3.14) that use it too. Run in a fresh interpreter: forking
+    pytest itself, with whatever threads earlier tests left, tests multiprocessing more than
+    pacha."""
+    big = write_pattern(tmp_path / "big.bin", 8 << 20, seed=1)
+    script = tmp_path / "workers.py"
+    script.write_text(MULTIPROCESSING_AFTER_PACHA)
+    done = subprocess.run(
+        [sys.executable, str(script), str(big)], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == "ok", done.stdout + done.stderr
 
 
 # ---- 4. the database lost while the objects remain ----

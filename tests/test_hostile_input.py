@@ -21,8 +21,10 @@ are separate tests marked ``xfail(strict=True)`` with the cause in the reason.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import hashlib
+import io
 import json
 import os
 import re
@@ -1199,3 +1201,124 @@ def test_no_user_input_reaches_a_shell() -> None:
             if isinstance(command, (ast.Constant, ast.JoinedStr, ast.BinOp)):
                 found.append(f"{path.relative_to(REPO)}:{node.lineno}: a command string")
     assert not found, "\n".join(found)
+
+
+# ---- parsers of user input: size, depth and time caps ----
+
+
+def _nested_flow(depth: int) -> str:
+    return "[" * depth + "1" + "]" * depth
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json", ".toml", ".md"])
+def test_documents_at_the_nesting_cap_parse_and_beyond_it_are_refused_at_once(
+    tmp_path: Path, suffix: str
+) -> None:
+    import time
+
+    from pacha._limits import MAX_NESTING
+    from pacha.cards import load_document
+    from pacha.errors import InvalidInputError
+    from pacha.models import ModelCard
+
+    def card(depth: int) -> Path:
+        # `extra` (1) → `x` (2) → the list levels.
+        value = _nested_flow(depth - 2)
+        text = {
+            ".yaml": f"extra:\n  x: {value}\n",
+            ".json": json.dumps({"extra": {"x": json.loads(value)}}),
+            ".toml": f"[extra]\nx = {value}\n",
+            ".md": f"---\nextra:\n  x: {value}\n---\nA card.\n",
+        }[suffix]
+        path = tmp_path / f"card-{depth}{suffix}"
+        path.write_text(text)
+        return path
+
+    assert load_document(card(MAX_NESTING), ModelCard).extra is not None
+    with pytest.raises(InvalidInputError, match="nested more than 64 levels"):
+        load_document(card(MAX_NESTING + 1), ModelCard)
+    # 80 KB of nested flow sequences (84 s before the cap) is refused at once.
+    huge = tmp_path / f"huge{suffix}"
+    huge.write_text(
+        "x: " + _nested_flow(40_000) if suffix != ".md" else "---\nx: " + _nested_flow(40_000)
+    )
+    started = time.monotonic()
+    with pytest.raises(InvalidInputError):
+        load_document(huge, ModelCard)
+    assert time.monotonic() - started < 5
+
+
+def test_a_recipe_of_thousands_of_nested_tables_is_refused_in_one_line(cli, tmp_path: Path) -> None:
+    header = ".".join(["t"] * 3000)
+    recipe = tmp_path / "deep.toml"
+    recipe.write_text(f'name = "deep"\nversion = "1.0.0"\n[{header}]\nx = 1\n')
+    dotted = tmp_path / "dotted.toml"
+    dotted.write_text(f'name = "deep"\nversion = "1.0.0"\n{header} = 1\n')
+    assert cli("init").returncode == 0
+    for path in (recipe, dotted):
+        for command in ("validate", "register"):
+            result = cli("recipe", command, str(path))
+            assert result.returncode == 1, result.stderr
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and "nested more than 64 levels" in lines[0], result.stderr
+
+
+def test_a_deeply_nested_set_value_is_refused(cli) -> None:
+    result = cli("run", "start", "--set", "x=" + _nested_flow(5000))
+    assert result.returncode == 1
+    assert "nested more than 64 levels" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# ---- what the registry holds, printed to a terminal ----
+
+ESCAPES = "\x1b]0;pwned\x07\x1b[2J\x1b[31mred"
+
+
+class _Terminal(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def _printed(registry: Path, args: list[str], tty: bool) -> str:
+    from pacha.cli import main
+
+    out = _Terminal(tty)
+    saved = sys.argv
+    sys.argv = ["pacha", "--registry", str(registry), *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            main()
+    except SystemExit as exc:
+        assert exc.code in (None, 0), args
+    finally:
+        sys.argv = saved
+    return out.getvalue()
+
+
+def test_escape_sequences_stored_in_cards_and_runs_reach_a_terminal_escaped(
+    tmp_path: Path,
+) -> None:
+    registry = tmp_path / "registry"
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"w")
+    reg = pacha.Registry(registry)
+    reg.register_model("m", weights, "1.0.0", description=f"card {ESCAPES}")
+    run = reg.start_run(params={"note": ESCAPES})
+    run.finish("failed", f"boom {ESCAPES}")
+    for command in (
+        ["model", "card", "m:1.0.0"],
+        ["model", "get", "m:1.0.0"],
+        ["run", "get", run.id],
+        ["run", "list"],
+    ):
+        shown = _printed(registry, command, tty=True)
+        # pacha's own colours may be there; the stored sequences must not be.
+        assert "\x1b]0;pwned" not in shown and "\x1b[2J" not in shown, (command, shown)
+        assert "\x07" not in shown and "\x1b[31mred" not in shown, (command, shown)
+    # Piped, the card is the stored text exactly (a file written from it is faithful).
+    assert "\x1b]0;pwned" in _printed(registry, ["model", "card", "m:1.0.0"], tty=False)

@@ -377,6 +377,16 @@ class Registry:
         overwrite: bool = False,
         progress: Optional[Progress] = None,
     ) -> tuple[VersionInfo, builtins.list[str]]: ...
+    def repair(
+        self,
+        kind: str,
+        reference: str,
+        version: Optional[str],
+        source: _Path,
+        *,
+        include_vcs: bool = False,
+        progress: Optional[Progress] = None,
+    ) -> tuple[VersionInfo, int, builtins.list[RegistryProblem]]: ...
     def verify(
         self,
         version_ids: Optional[builtins.list[int]] = None,

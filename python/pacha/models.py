@@ -7,7 +7,6 @@ should be an error, not silently dropped); free-form additions go in ``extra``.
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 from enum import Enum
 from typing import Annotated, Any, Literal, Optional, Union
@@ -169,7 +168,9 @@ class ArtifactVersion(BaseModel):
 
     def document(self) -> Optional[dict[str, Any]]:
         """The stored card or datasheet as plain JSON data, if any."""
-        return json.loads(self._document) if self._document else None
+        from pacha.records import stored_object
+
+        return stored_object(self._document, f"card of {self.ref}")
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form the CLI prints (``--json``); see `pacha.records`."""
@@ -270,7 +271,7 @@ class RegistryStats(BaseModel):
 
 class VerifyProblem(BaseModel):
     digest: Optional[str]
-    kind: Literal["corrupt", "truncated", "missing", "unreadable", "stray"]
+    kind: Literal["corrupt", "truncated", "missing", "unreadable", "stray", "inconsistent"]
     path: str
     detail: str
     breaks: list[str] = Field(description="Every `name:version` that needs the object.")
@@ -281,6 +282,19 @@ class VerifyResult(BaseModel):
     checked: int
     bytes: int
     problems: list[VerifyProblem]
+
+
+class RepairResult(BaseModel):
+    """What `Registry.repair` did: the version, how many problems its bytes had before, and
+    the problems left (none when the repair worked)."""
+
+    version: str = Field(description="`kind/name:version` of the repaired version.")
+    damaged: int
+    remaining: list[VerifyProblem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.remaining
 
 
 class LineageNode(BaseModel):

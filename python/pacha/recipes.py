@@ -155,13 +155,15 @@ def parse_recipe_text(text: str, source: str) -> dict[str, Any]:
         import tomllib
     else:  # pragma: no cover - Python < 3.11
         import tomli as tomllib
+    from pacha._limits import parse_capped
+
     try:
-        parsed: dict[str, Any] = tomllib.loads(text)
+        parsed: dict[str, Any] = parse_capped(
+            tomllib.loads, text, f"recipe {source}", MAX_RECIPE_BYTES
+        )
         return parsed
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInputError(f"recipe {source} is not valid TOML: {exc}") from None
-    except RecursionError:
-        raise InvalidInputError(f"recipe {source} is nested too deeply") from None
 
 
 def read_recipe_file(path: Union[str, os.PathLike[str]]) -> tuple[str, dict[str, Any]]:

@@ -14,7 +14,26 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 if TYPE_CHECKING:
     from pacha import _core
 
-__all__ = ["from_core", "transition_dict", "utc_text", "version_dict"]
+__all__ = ["from_core", "stored_object", "transition_dict", "utc_text", "version_dict"]
+
+
+def stored_object(text: Optional[str], what: str) -> Optional[dict[str, Any]]:
+    """A JSON object kept in the registry database (a card, a run's parameters), or None when
+    there is none. A damaged cell is a `DatabaseError` naming it, never a traceback."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        from pacha.errors import DatabaseError
+
+        raise DatabaseError(
+            f"registry database: the {what} is damaged (not a JSON object); restore the "
+            "database from a backup"
+        )
+    return value
 
 
 def utc_text(value: Union[datetime, str]) -> str:
@@ -72,9 +91,21 @@ def version_dict(
 
 
 def from_core(
-    info: _core.VersionInfo, history: Optional[Iterable[_core.TransitionInfo]] = None
+    info: _core.VersionInfo,
+    history: Optional[Iterable[_core.TransitionInfo]] = None,
+    *,
+    listing: bool = False,
 ) -> dict[str, Any]:
-    """The JSON form of a record from the core."""
+    """The JSON form of a record from the core. In a `listing`, a damaged card is shown as
+    none (one damaged cell must not hide every other version); elsewhere it is an error."""
+    from pacha.errors import DatabaseError
+
+    try:
+        document = stored_object(info.card, f"card of {info.name}:{info.version}")
+    except DatabaseError:
+        if not listing:
+            raise
+        document = None
     return version_dict(
         kind=info.kind,
         name=info.name,
@@ -90,6 +121,6 @@ def from_core(
         created_at=info.created_at,
         created_by=info.created_by,
         history=[transition_dict(t.from_stage, t.to_stage, t.at, t.by) for t in history or []],
-        document=json.loads(info.card) if info.card else None,
+        document=document,
         run=info.run_id,
     )

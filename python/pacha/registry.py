@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union, cast
 from pacha import _core, records
 from pacha.errors import InvalidInputError, NotFoundError
 from pacha.home import registry_path
+from pacha.records import stored_object
 
 if TYPE_CHECKING:
     from pacha.lineage import Lineage, NodeLike
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
         NameSummary,
         RecipeVersion,
         RegistryStats,
+        RepairResult,
         RunRecord,
         Stage,
         VerifyResult,
@@ -585,14 +587,13 @@ class Registry:
         return recipe_diff(self._recipe_data(a, None), self._recipe_data(b, None))
 
     def _recipe_data(self, source: Union[str, PathLike], version: Optional[str]) -> dict[str, Any]:
-        import json
 
         from pacha.recipes import read_recipe_file
 
         if _names_a_file(source, version):
             return read_recipe_file(source)[1]
         info = self._core.resolve("recipe", os.fspath(source), version)
-        return json.loads(info.card) if info.card else {}
+        return stored_object(info.card, f"recipe {info.name}:{info.version}") or {}
 
     def _dataset_problem(self, ref: str) -> Optional[str]:
         """None if the dataset reference resolves here, else why not."""
@@ -632,7 +633,8 @@ class Registry:
             recipe_info = self._core.resolve("recipe", recipe, version)
             # The exact version, so that parameters and the recorded recipe cannot disagree.
             exact = f"{recipe_info.name}:{recipe_info.version}"
-            document = json.loads(recipe_info.card) if recipe_info.card else {}
+            what = f"recipe {recipe_info.name}:{recipe_info.version}"
+            document = stored_object(recipe_info.card, what) or {}
             merged.update(document.get("hyperparameters") or {})
             # The recipe's datasets become the run's `used` lineage, with their split.
             for split, ref in (document.get("data") or {}).items():
@@ -711,7 +713,6 @@ class Registry:
         return self._runs([best[0]])[0] if best else None
 
     def _runs(self, infos: list[_core.RunInfo]) -> list[RunRecord]:
-        import json
 
         from pacha.models import RunRecord
 
@@ -726,8 +727,9 @@ class Registry:
                     id=info.id,
                     recipe=info.recipe,
                     status=info.status,
-                    params=json.loads(info.params),
-                    environment=json.loads(info.environment),
+                    params=stored_object(info.params, f"parameters of run {info.id}") or {},
+                    environment=stored_object(info.environment, f"environment of run {info.id}")
+                    or {},
                     started_at=_timestamp(info.started_at),
                     finished_at=_timestamp(info.finished_at) if info.finished_at else None,
                     error=info.error,
@@ -897,7 +899,7 @@ class Registry:
     ) -> list[dict[str, Any]]:
         """Versions in precedence order, in their JSON form (without history)."""
         infos = self._core.list_versions(kind, name, _stage_text(stage), _tag_pairs(tags))
-        return [records.from_core(info) for info in infos]
+        return [records.from_core(info, listing=True) for info in infos]
 
     def name_records(self, kind: Kind) -> list[dict[str, Any]]:
         """Every name of a kind with its number of versions and latest release."""
@@ -960,6 +962,44 @@ class Registry:
         ]
         return VerifyResult(
             ok=not problems, checked=report.checked, bytes=report.bytes, problems=problems
+        )
+
+    def repair(
+        self,
+        ref: str,
+        source: PathLike,
+        version: Optional[str] = None,
+        *,
+        include_vcs: bool = False,
+        progress: Optional[_core.Progress] = None,
+    ) -> RepairResult:
+        """Repair the stored bytes of a model or dataset version that `verify` found damaged
+        or missing, from ``source``: a copy of the file or directory that was registered.
+        Its digest must be the version's (anything else is refused, naming both); metadata is
+        never changed. The reference is looked up among models, then datasets."""
+        from pacha.models import RepairResult, VerifyProblem
+
+        kind = "model"
+        try:
+            self._core.resolve("model", ref, version)
+        except NotFoundError:
+            kind = "dataset"
+        info, damaged, remaining = self._core.repair(
+            kind, ref, version, os.fspath(source), include_vcs=include_vcs, progress=progress
+        )
+        return RepairResult(
+            version=f"{kind}/{info.name}:{info.version}",
+            damaged=damaged,
+            remaining=[
+                VerifyProblem(
+                    digest=p.problem.digest,
+                    kind=p.problem.kind,
+                    path=p.problem.path,
+                    detail=p.problem.detail,
+                    breaks=list(p.users),
+                )
+                for p in remaining
+            ],
         )
 
     # ---- shared by models and datasets ----

@@ -133,7 +133,11 @@ class Run:
         self._registry = registry
         self.id: str = info.id
         self.recipe: Optional[str] = info.recipe
-        self.params: dict[str, Any] = json.loads(info.params)
+        from pacha.records import stored_object
+
+        self.params: dict[str, Any] = (
+            stored_object(info.params, f"parameters of run {info.id}") or {}
+        )
         self.status: str = info.status
         self._buffer: list[tuple[str, int, float, float]] = []
         self._oldest = 0.0

@@ -45,6 +45,15 @@ def main() -> None:
     # A `kill` (or a job scheduler ending the job) cleans up like Ctrl-C: no temp files in
     # the store, no partial downloads.
     signal.signal(signal.SIGTERM, _terminate)
+    undecodable = _undecodable_text_argument()
+    if undecodable is not None:
+        print(
+            f"error: argument {undecodable} is not valid UTF-8 text (it holds bytes passed "
+            "through undecoded); names, versions, tags, references and descriptions must be "
+            "UTF-8 (file paths may be anything that exists)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
     try:
         app(prog_name="pacha")
     except KeyboardInterrupt as exc:
@@ -56,7 +65,50 @@ def main() -> None:
             raise
         _interrupted(interrupt)
     except Exception as exc:
-        if not is_user_error(exc):
-            raise
-        print(f"error: {describe_error(exc)}", file=sys.stderr)
-        sys.exit(1)
+        if is_user_error(exc):
+            print(f"error: {describe_error(exc)}", file=sys.stderr)
+            sys.exit(1)
+        if "surrogates not allowed" in str(exc):
+            # Undecodable bytes in an argument that looked like a path but is used as text.
+            print(
+                "error: an argument is not valid UTF-8 text; names, versions, tags, "
+                "references and descriptions must be UTF-8",
+                file=sys.stderr,
+            )
+            sys.exit(1)
+        _bug(exc)
+    except BaseException as exc:  # a PanicException from the native core, say
+        _bug(exc)
+
+
+def _undecodable_text_argument() -> int | None:
+    """The position of the first argument holding bytes that are not UTF-8 (Python hands
+    them over as lone surrogates, PEP 383) and that is not a path: a file name may be any
+    bytes, text recorded in the registry may not."""
+    import os
+    from pathlib import Path
+
+    for position, arg in enumerate(sys.argv[1:], start=1):
+        if not any("\udc80" <= c <= "\udcff" for c in arg):
+            continue
+        if os.path.lexists(arg) or ("/" in arg and Path(arg).parent.is_dir()):
+            continue
+        return position
+    return None
+
+
+def _bug(exc: BaseException) -> None:
+    """An error no rule anticipated: one line saying so, never a traceback (unless
+    PACHA_DEBUG is set); nothing was left half-written, as for any other failure."""
+    import os
+
+    if os.environ.get("PACHA_DEBUG"):
+        raise exc
+    from pacha.cli.output import describe_error
+
+    print(
+        f"error: internal error: {type(exc).__name__}: {describe_error(exc)}; this is a bug in "
+        "pacha — please report it (PACHA_DEBUG=1 shows the traceback)",
+        file=sys.stderr,
+    )
+    sys.exit(70)

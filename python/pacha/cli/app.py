@@ -215,9 +215,20 @@ def verify(
                 p.kind, escape(p.digest or p.path), escape(", ".join(p.breaks)), escape(p.detail)
             )
         stdout_console().print(table, soft_wrap=True)
+        kinds = {p.kind for p in result.problems}
+        advice = []
+        if kinds & {"corrupt", "truncated", "missing", "unreadable"}:
+            advice.append(
+                "repair damaged or missing bytes with `pacha repair REF --from PATH` (a copy "
+                "of what was registered)"
+            )
+        if "inconsistent" in kinds:
+            advice.append("restore registry.db from a backup")
+        if "stray" in kinds:
+            advice.append("remove the strays named above (pacha never follows or uses them)")
         typer.echo(
-            f"checked {result.checked} objects: {len(result.problems)} problem(s); re-register "
-            "the original files to repair them",
+            f"checked {result.checked} objects: {len(result.problems)} problem(s); "
+            + "; ".join(advice),
             err=True,
         )
     if not result.ok:
@@ -280,6 +291,51 @@ def gc(
             else ""
         )
     )
+
+
+@app.command("repair")
+def repair(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(metavar="REF", help="The damaged model or dataset.")],
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            metavar="PATH",
+            help="A copy of the file or directory that was registered.",
+        ),
+    ],
+    include_vcs: Annotated[
+        bool, typer.Option("--include-vcs", help="The version was registered with it.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Repair the stored bytes of a version that `pacha verify` found damaged or missing,
+    from a copy of what was registered (its digest must match; metadata is never changed).
+
+    Example: pacha repair bert:1.0.0 --from ./bert-base
+    """
+    from pacha.cli.options import open_registry
+    from pacha.cli.output import print_json
+    from pacha.cli.progress import transfer_progress
+
+    registry = open_registry(ctx, create=False)
+    with transfer_progress(f"repairing {ref}", quiet=quiet) as progress:
+        result = registry.repair(ref, source, include_vcs=include_vcs, progress=progress)
+    if json_out:
+        print_json({**result.model_dump(), "ok": result.ok})
+    elif result.ok:
+        fixed = f"repaired {result.damaged} problem(s)" if result.damaged else "nothing to repair"
+        typer.echo(f"{result.version}: {fixed}; every byte verified")
+    else:
+        typer.echo(
+            f"{result.version}: {len(result.remaining)} problem(s) remain after the repair: "
+            + "; ".join(f"{p.kind} {p.digest or p.path}" for p in result.remaining),
+            err=True,
+        )
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 @app.command("recover")

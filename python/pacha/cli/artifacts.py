@@ -689,7 +689,10 @@ def make_group(kind: str) -> typer.Typer:
             version: VersionOption = None,
         ) -> None:
             """Print the model card as Markdown with YAML front matter (Hugging Face style)."""
-            typer.echo(open_registry(ctx, read_only=True).model_card(ref, version), nl=False)
+            from pacha.cli.output import for_terminal
+
+            card = open_registry(ctx, read_only=True).model_card(ref, version)
+            typer.echo(for_terminal(card), nl=False)
 
     return group
 

@@ -45,10 +45,13 @@ def parse_pairs(items: Optional[list[str]], what: str) -> dict[str, str]:
 
 
 def text(value: object) -> str:
-    """User text for a rich table cell, shown literally (no markup interpretation)."""
+    """User text for a rich table cell, shown literally: no markup interpretation, and
+    control characters (terminal escape sequences, newlines) shown escaped."""
     from rich.markup import escape
 
-    return escape(str(value))
+    from pacha.cli.output import one_line
+
+    return escape(one_line(str(value)))
 
 
 # ---- lineage views (`pacha lineage`, `pacha model lineage`, `pacha data provenance`) ----

@@ -54,7 +54,7 @@ def print_columns(
     literally (control characters escaped); `right` names right-aligned columns; `styles`
     colours cells ((row, column) -> "bold green", "yellow" or "dim") on a terminal, unless
     NO_COLOR is set (non-empty) or TERM is dumb."""
-    cells = [[_one_line(str(cell)) for cell in row] for row in rows]
+    cells = [[one_line(str(cell)) for cell in row] for row in rows]
     widths = [max([_width(h), *(_width(row[i]) for row in cells)]) for i, h in enumerate(headers)]
     colour = (
         sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
@@ -77,7 +77,7 @@ def print_columns(
 
 def describe_paths(paths: Sequence[str], shown: int = 3) -> str:
     """``a/, b/ and 3 more`` for a message (each escaped to stay on one line)."""
-    names = [_one_line(p) for p in paths[:shown]]
+    names = [one_line(p) for p in paths[:shown]]
     rest = len(paths) - len(names)
     return ", ".join(names) + (f" and {rest} more" if rest else "")
 
@@ -104,7 +104,7 @@ _OS_HINTS = {
 }
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     """Control characters (a newline or an escape sequence in a file name) shown escaped, so
     that an error stays one line and cannot drive the terminal."""
     return "".join(
@@ -113,9 +113,22 @@ def _one_line(text: str) -> str:
     )
 
 
+def for_terminal(text: str) -> str:
+    """Text from the registry as printed to stdout: on a terminal, control characters
+    (escape sequences that could recolour, retitle or clear the terminal, or rewrite what
+    was printed) are shown escaped, keeping newlines and tabs; piped, it is left exactly as
+    stored."""
+    if not sys.stdout.isatty():
+        return text
+    return "".join(
+        c if c.isprintable() or c in " \n\t" else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
+
+
 def describe_error(exc: BaseException) -> str:
     """One line naming the problem and, where there is one, the fix."""
-    return _one_line(_describe(exc))
+    return one_line(_describe(exc))
 
 
 def _describe(exc: BaseException) -> str:

@@ -30,8 +30,13 @@ RunId = Annotated[str, typer.Argument(metavar="RUN_ID", help="A run id or a uniq
 
 def _value(raw: str) -> Any:
     """A `--set` value: JSON when it parses (numbers, booleans, lists), else the text."""
+    from pacha._limits import parse_capped
+    from pacha.errors import InvalidInputError
+
     try:
-        return json.loads(raw)
+        return parse_capped(json.loads, raw, f"--set value {raw[:40]!r}", 1 << 16)
+    except InvalidInputError:
+        raise
     except ValueError:
         return raw
 
@@ -175,7 +180,9 @@ def get(ctx: typer.Context, run_id: RunId, json_out: JsonOption = False) -> None
     )
     for name, digest in run.artifacts.items():
         lines.append(f"artifact  {name} {digest}")
-    typer.echo("\n".join(lines))
+    from pacha.cli.output import for_terminal
+
+    typer.echo(for_terminal("\n".join(lines)))
 
 
 @app.command("compare")

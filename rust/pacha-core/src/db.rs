@@ -48,9 +48,18 @@ pub(crate) fn db_error(path: &Path, e: rusqlite::Error) -> CoreError {
             };
         }
     }
+    let message = match &e {
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => format!(
+            "a value in the database is damaged ({e}); restore the database from a backup \
+             (`pacha recover` rebuilds what the objects still tell)"
+        ),
+        _ => e.to_string(),
+    };
     CoreError::Database {
         path: path.into(),
-        message: e.to_string(),
+        message,
     }
 }
 

@@ -57,6 +57,25 @@ impl Progress {
     }
 }
 
+/// Run `work`, turning a panic (a bug) into `CoreError::Internal` instead of letting it
+/// unwind into Python as a `PanicException` (a traceback, not one line).
+pub(crate) fn guarded<T>(work: impl FnOnce() -> Result<T, CoreError>) -> Result<T, CoreError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(result) => result,
+        Err(payload) => Err(CoreError::Internal {
+            message: crate::panics::describe(payload.as_ref()),
+        }),
+    }
+}
+
+/// Run short core work with the GIL released (and [`guarded`]), mapping its error.
+pub(crate) fn detached<T: Send>(
+    py: Python<'_>,
+    work: impl FnOnce() -> Result<T, CoreError> + Send,
+) -> PyResult<T> {
+    py.detach(|| guarded(work)).map_err(to_py)
+}
+
 /// The progress object to use: the caller's, or a private one.
 pub(crate) fn progress_of(progress: Option<&Bound<'_, Progress>>) -> Arc<pacha_core::Progress> {
     progress.map(|p| Arc::clone(&p.get().0)).unwrap_or_default()
@@ -82,7 +101,7 @@ where
         .name("pacha-worker".into())
         .spawn(move || {
             // If the caller gave up waiting, nobody wants the result.
-            let _ = done_tx.send(work(&worker_progress));
+            let _ = done_tx.send(guarded(|| work(&worker_progress)));
         })
         .map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("cannot start a thread: {e}")))?;
     let mut interrupt: Option<PyErr> = None;

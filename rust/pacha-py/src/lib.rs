@@ -8,6 +8,7 @@ mod detach;
 mod errors;
 mod hashing;
 mod lineage;
+mod panics;
 mod registry;
 mod store;
 
@@ -15,6 +16,7 @@ use pyo3::prelude::*;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    panics::install_hook();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("PARALLEL_THRESHOLD", pacha_core::hash::PARALLEL_THRESHOLD)?;
     m.add("SMALL_OBJECT_MAX", pacha_core::store::SMALL_OBJECT_MAX)?;

@@ -12,7 +12,7 @@ use pacha_core::registry::{self, RegisterRequest};
 use pyo3::prelude::*;
 use pyo3::IntoPyObject;
 
-use crate::detach::{progress_of, run_detached, Progress};
+use crate::detach::{detached, progress_of, run_detached, Progress};
 use crate::errors::to_py;
 use crate::lineage::LineageResult;
 use crate::store::{ObjectStore, Problem};
@@ -175,9 +175,7 @@ impl Registry {
             (false, true) => registry::OpenMode::Create,
             (false, false) => registry::OpenMode::Existing,
         };
-        py.detach(|| registry::Registry::open_with(root, mode))
-            .map(Registry)
-            .map_err(to_py)
+        detached(py, || registry::Registry::open_with(root, mode)).map(Registry)
     }
 
     #[getter]
@@ -272,16 +270,12 @@ impl Registry {
     ) -> PyResult<VersionInfo> {
         let kind = self::kind(kind)?;
         let reference = self::reference(reference, version)?;
-        py.detach(|| self.0.meta().resolve(kind, &reference))
-            .map(VersionInfo::from)
-            .map_err(to_py)
+        detached(py, || self.0.meta().resolve(kind, &reference)).map(VersionInfo::from)
     }
 
     fn list_names(&self, py: Python<'_>, kind: &str) -> PyResult<Vec<NameInfo>> {
         let kind = self::kind(kind)?;
-        let names = py
-            .detach(|| self.0.meta().list_names(kind))
-            .map_err(to_py)?;
+        let names = detached(py, || self.0.meta().list_names(kind))?;
         Ok(names
             .into_iter()
             .map(|n| NameInfo {
@@ -316,9 +310,9 @@ impl Registry {
             stage: stage.map(Stage::parse).transpose().map_err(to_py)?,
             tags,
         };
-        let versions = py
-            .detach(|| self.0.meta().list_versions(kind, name.as_deref(), &filter))
-            .map_err(to_py)?;
+        let versions = detached(py, || {
+            self.0.meta().list_versions(kind, name.as_deref(), &filter)
+        })?;
         Ok(versions.into_iter().map(VersionInfo::from).collect())
     }
 
@@ -376,19 +370,16 @@ impl Registry {
         let kind = self::kind(kind)?;
         let reference = self::reference(reference, version)?;
         let to = Stage::parse(to).map_err(to_py)?;
-        py.detach(|| {
+        detached(py, || {
             self.0
                 .meta()
                 .transition(kind, &reference, to, archive_existing, &actor)
         })
         .map(VersionInfo::from)
-        .map_err(to_py)
     }
 
     fn history(&self, py: Python<'_>, version_id: i64) -> PyResult<Vec<TransitionInfo>> {
-        let history = py
-            .detach(|| self.0.meta().history(version_id))
-            .map_err(to_py)?;
+        let history = detached(py, || self.0.meta().history(version_id))?;
         Ok(history
             .into_iter()
             .map(|t| TransitionInfo {
@@ -411,15 +402,12 @@ impl Registry {
     ) -> PyResult<VersionInfo> {
         let kind = self::kind(kind)?;
         let reference = self::reference(reference, version)?;
-        py.detach(|| self.0.meta().set_alias(kind, &reference, alias))
-            .map(VersionInfo::from)
-            .map_err(to_py)
+        detached(py, || self.0.meta().set_alias(kind, &reference, alias)).map(VersionInfo::from)
     }
 
     fn delete_alias(&self, py: Python<'_>, kind: &str, name: &str, alias: &str) -> PyResult<()> {
         let kind = self::kind(kind)?;
-        py.detach(|| self.0.meta().delete_alias(kind, name, alias))
-            .map_err(to_py)
+        detached(py, || self.0.meta().delete_alias(kind, name, alias))
     }
 
     #[pyo3(signature = (kind, reference, version, tags))]
@@ -433,9 +421,7 @@ impl Registry {
     ) -> PyResult<VersionInfo> {
         let kind = self::kind(kind)?;
         let reference = self::reference(reference, version)?;
-        py.detach(|| self.0.meta().set_tags(kind, &reference, &tags))
-            .map(VersionInfo::from)
-            .map_err(to_py)
+        detached(py, || self.0.meta().set_tags(kind, &reference, &tags)).map(VersionInfo::from)
     }
 
     /// Write a version to `dest` (a file, or a directory for directory artifacts), verified.
@@ -458,6 +444,38 @@ impl Registry {
             registry.download(kind, &reference, &dest, overwrite, p)
         })
         .map(|done| (VersionInfo::from(done.record), done.removed))
+    }
+
+    /// Repair a version's stored bytes from `source`, a copy of what was registered.
+    /// Returns the version, how many problems it had, and the problems left.
+    #[pyo3(signature = (kind, reference, version, source, *, include_vcs = false, progress = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn repair(
+        &self,
+        py: Python<'_>,
+        kind: &str,
+        reference: &str,
+        version: Option<&str>,
+        source: PathBuf,
+        include_vcs: bool,
+        progress: Option<&Bound<'_, Progress>>,
+    ) -> PyResult<(VersionInfo, u64, Vec<RegistryProblem>)> {
+        let kind = self::kind(kind)?;
+        let reference = self::reference(reference, version)?;
+        let registry = self.0.clone();
+        let walk = pacha_core::tree::WalkOptions { include_vcs };
+        let done = run_detached(py, progress_of(progress), move |p| {
+            registry.repair(kind, &reference, &source, walk, p)
+        })?;
+        let remaining = done
+            .remaining
+            .into_iter()
+            .map(|p| RegistryProblem {
+                problem: Problem::from(p.problem),
+                users: p.users,
+            })
+            .collect();
+        Ok((VersionInfo::from(done.record), done.damaged, remaining))
     }
 
     /// Check the objects of the given version ids (all versions when None).
@@ -515,21 +533,16 @@ impl Registry {
             actor,
             used,
         };
-        py.detach(|| self.0.meta().create_run(&new))
-            .map(RunInfo::from)
-            .map_err(to_py)
+        detached(py, || self.0.meta().create_run(&new)).map(RunInfo::from)
     }
 
     /// A run by id or unique prefix (at least 6 characters).
     fn resolve_run(&self, py: Python<'_>, id: &str) -> PyResult<RunInfo> {
-        py.detach(|| self.0.meta().resolve_run(id))
-            .map(RunInfo::from)
-            .map_err(to_py)
+        detached(py, || self.0.meta().resolve_run(id)).map(RunInfo::from)
     }
 
     fn set_run_params(&self, py: Python<'_>, id: &str, params: &str) -> PyResult<()> {
-        py.detach(|| self.0.meta().set_run_params(id, params))
-            .map_err(to_py)
+        detached(py, || self.0.meta().set_run_params(id, params))
     }
 
     /// Append `(name, step, value, unix_time)` points in one transaction.
@@ -548,8 +561,7 @@ impl Registry {
                 at,
             })
             .collect();
-        py.detach(|| self.0.meta().log_metrics(id, &points))
-            .map_err(to_py)
+        detached(py, || self.0.meta().log_metrics(id, &points))
     }
 
     /// Log `(name, value)` pairs at the step after the run's highest step; returns it.
@@ -560,8 +572,7 @@ impl Registry {
         values: Vec<(String, f64)>,
         at: f64,
     ) -> PyResult<i64> {
-        py.detach(|| self.0.meta().log_at_next_step(id, &values, at))
-            .map_err(to_py)
+        detached(py, || self.0.meta().log_at_next_step(id, &values, at))
     }
 
     #[pyo3(signature = (id, status, error = None))]
@@ -573,9 +584,7 @@ impl Registry {
         error: Option<&str>,
     ) -> PyResult<RunInfo> {
         let status = RunStatus::parse(status).map_err(to_py)?;
-        py.detach(|| self.0.meta().finish_run(id, status, error))
-            .map(RunInfo::from)
-            .map_err(to_py)
+        detached(py, || self.0.meta().finish_run(id, status, error)).map(RunInfo::from)
     }
 
     #[pyo3(signature = (recipe = None, recipe_version = None, status = None))]
@@ -590,15 +599,13 @@ impl Registry {
             .map(|r| self::reference(r, recipe_version))
             .transpose()?;
         let status = status.map(RunStatus::parse).transpose().map_err(to_py)?;
-        let runs = py
-            .detach(|| self.0.meta().list_runs(recipe.as_ref(), status))
-            .map_err(to_py)?;
+        let runs = detached(py, || self.0.meta().list_runs(recipe.as_ref(), status))?;
         Ok(runs.into_iter().map(RunInfo::from).collect())
     }
 
     /// Every point of a run: `(name, step, value, unix_time)`, by name then step.
     fn run_metrics(&self, py: Python<'_>, id: &str) -> PyResult<Vec<(String, i64, f64, f64)>> {
-        let points = py.detach(|| self.0.meta().run_metrics(id)).map_err(to_py)?;
+        let points = detached(py, || self.0.meta().run_metrics(id))?;
         Ok(points
             .into_iter()
             .map(|p| (p.name, p.step, p.value, p.at))
@@ -611,9 +618,7 @@ impl Registry {
         py: Python<'_>,
         ids: Vec<String>,
     ) -> PyResult<Vec<(String, String, i64, f64)>> {
-        let finals = py
-            .detach(|| self.0.meta().final_metrics(&ids))
-            .map_err(to_py)?;
+        let finals = detached(py, || self.0.meta().final_metrics(&ids))?;
         Ok(finals
             .into_iter()
             .map(|(id, p)| (id, p.name, p.step, p.value))
@@ -632,9 +637,7 @@ impl Registry {
         minimize: bool,
     ) -> PyResult<Option<(RunInfo, i64, f64)>> {
         let recipe = self::reference(recipe, recipe_version)?;
-        let best = py
-            .detach(|| self.0.meta().best_run(&recipe, metric, minimize))
-            .map_err(to_py)?;
+        let best = detached(py, || self.0.meta().best_run(&recipe, metric, minimize))?;
         Ok(best.map(|(run, p)| (RunInfo::from(run), p.step, p.value)))
     }
 
@@ -657,9 +660,7 @@ impl Registry {
 
     /// A run's artifacts: `(name, digest, size)`.
     fn run_artifacts(&self, py: Python<'_>, id: &str) -> PyResult<Vec<(String, String, u64)>> {
-        let artifacts = py
-            .detach(|| self.0.meta().run_artifacts(id))
-            .map_err(to_py)?;
+        let artifacts = detached(py, || self.0.meta().run_artifacts(id))?;
         Ok(artifacts
             .into_iter()
             .map(|(name, digest, size)| (name, digest.to_hex(), size))
@@ -667,7 +668,7 @@ impl Registry {
     }
 
     fn stats(&self, py: Python<'_>) -> PyResult<StatsInfo> {
-        let s = py.detach(|| self.0.meta().stats()).map_err(to_py)?;
+        let s = detached(py, || self.0.meta().stats())?;
         Ok(StatsInfo {
             models: s.models,
             datasets: s.datasets,
@@ -695,18 +696,17 @@ impl Registry {
     ) -> PyResult<LineageResult> {
         let node = crate::lineage::node_ref(node)?;
         let walk = crate::lineage::walk_spec(direction, depth, &relations, &kinds)?;
-        py.detach(|| {
+        detached(py, || {
             let (graph, start) = self.0.lineage_node(&node)?;
             let sub = graph.walk(start, &walk);
             Ok(LineageResult::new(graph, sub, true))
         })
-        .map_err(to_py)
     }
 
     /// The shortest chain of edges between two nodes, whichever came from the other.
     fn lineage_path(&self, py: Python<'_>, a: &str, b: &str) -> PyResult<LineageResult> {
         let (a_ref, b_ref) = (crate::lineage::node_ref(a)?, crate::lineage::node_ref(b)?);
-        py.detach(|| {
+        detached(py, || {
             // Both ends in one snapshot: find the later-made node first, then the other in
             // the same graph (a newer snapshot only if the second is newer still).
             let (mut graph, mut to) = self.0.lineage_node(&b_ref)?;
@@ -730,7 +730,6 @@ impl Registry {
                 }),
             }
         })
-        .map_err(to_py)
     }
 
     /// `roots`, `leaves` or `topological` order, of a node's ancestry (roots, order) or
@@ -744,7 +743,7 @@ impl Registry {
     ) -> PyResult<LineageResult> {
         let node = node.map(crate::lineage::node_ref).transpose()?;
         let query = query.to_string();
-        py.detach(|| {
+        detached(py, || {
             let (graph, start) = match &node {
                 Some(n) => {
                     let (g, s) = self.0.lineage_node(n)?;
@@ -766,7 +765,6 @@ impl Registry {
             };
             Ok(crate::lineage::node_list(graph, nodes))
         })
-        .map_err(to_py)
     }
 
     /// Record an edge between existing nodes; False if it already existed.
@@ -783,29 +781,25 @@ impl Registry {
         let to = crate::lineage::node_ref(to_node)?;
         let relation = Relation::parse(relation).map_err(to_py)?;
         let params = crate::lineage::params_map(params)?;
-        py.detach(|| self.0.add_edge(&from, &to, relation, &params, actor))
-            .map_err(to_py)
+        detached(py, || self.0.add_edge(&from, &to, relation, &params, actor))
     }
 
     /// Models downstream of a node that still exist: (version, depth), production first.
     fn impact(&self, py: Python<'_>, node: &str) -> PyResult<Vec<(VersionInfo, u32)>> {
         let node = crate::lineage::node_ref(node)?;
-        py.detach(|| self.0.impact(&node))
-            .map(|found| {
-                found
-                    .into_iter()
-                    .map(|i| (VersionInfo::from(i.version), i.depth))
-                    .collect()
-            })
-            .map_err(to_py)
+        detached(py, || self.0.impact(&node)).map(|found| {
+            found
+                .into_iter()
+                .map(|i| (VersionInfo::from(i.version), i.depth))
+                .collect()
+        })
     }
 
     /// (id, kind, deleted) of the node a reference names.
     fn find_node(&self, py: Python<'_>, node: &str) -> PyResult<(String, &'static str, bool)> {
         let node = crate::lineage::node_ref(node)?;
-        py.detach(|| self.0.meta().find_node(&node))
+        detached(py, || self.0.meta().find_node(&node))
             .map(|n| (n.typed_label(), n.kind.as_str(), n.deleted))
-            .map_err(to_py)
     }
 
     /// Garbage collection: (objects removed, bytes freed, temp files removed, temp bytes
@@ -822,18 +816,16 @@ impl Registry {
                 "invalid grace period {grace_seconds}: give a number of seconds ≥ 0"
             ))
         })?;
-        py.detach(|| self.0.gc(grace, dry_run))
-            .map(|r| {
-                (
-                    r.objects_removed,
-                    r.bytes_freed,
-                    r.temp_files_removed,
-                    r.temp_bytes_freed,
-                    r.young_objects_kept,
-                    r.objects_kept,
-                )
-            })
-            .map_err(to_py)
+        detached(py, || self.0.gc(grace, dry_run)).map(|r| {
+            (
+                r.objects_removed,
+                r.bytes_freed,
+                r.temp_files_removed,
+                r.temp_bytes_freed,
+                r.young_objects_kept,
+                r.objects_kept,
+            )
+        })
     }
 
     /// Delete a version (its lineage node stays as a tombstone); production needs `force`.
@@ -848,9 +840,7 @@ impl Registry {
     ) -> PyResult<VersionInfo> {
         let kind = self::kind(kind)?;
         let reference = self::reference(reference, version)?;
-        py.detach(|| self.0.delete(kind, &reference, force))
-            .map(VersionInfo::from)
-            .map_err(to_py)
+        detached(py, || self.0.delete(kind, &reference, force)).map(VersionInfo::from)
     }
 
     /// Open a registry whose database is missing or empty for recovery: the old database
@@ -858,16 +848,15 @@ impl Registry {
     /// and the kept files.
     #[staticmethod]
     fn recover_database(py: Python<'_>, root: PathBuf) -> PyResult<(Registry, Vec<PathBuf>)> {
-        py.detach(|| registry::Registry::recover_database(root))
+        detached(py, || registry::Registry::recover_database(root))
             .map(|(registry, kept)| (Registry(registry), kept))
-            .map_err(to_py)
     }
 
     /// The files (path, size) of the tree manifest stored as `digest`, or None when that
     /// object is not a manifest.
     fn tree_files(&self, py: Python<'_>, digest: &str) -> PyResult<Option<Vec<(String, u64)>>> {
         let digest = pacha_core::Digest::parse(digest).map_err(to_py)?;
-        py.detach(|| self.0.tree_files(&digest)).map_err(to_py)
+        detached(py, || self.0.tree_files(&digest))
     }
 
     /// Record the stored object `digest` (a file, or a tree manifest) as a new version.
@@ -893,9 +882,7 @@ impl Registry {
             card,
             actor,
         };
-        py.detach(|| self.0.adopt(&request))
-            .map(VersionInfo::from)
-            .map_err(to_py)
+        detached(py, || self.0.adopt(&request)).map(VersionInfo::from)
     }
 
     fn __repr__(&self) -> String {

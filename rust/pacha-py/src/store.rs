@@ -9,7 +9,7 @@ use pacha_core::Digest;
 use pyo3::prelude::*;
 
 use crate::buffer::ContiguousBytes;
-use crate::detach::{progress_of, run_detached, Progress};
+use crate::detach::{detached, progress_of, run_detached, Progress};
 use crate::errors::to_py;
 
 fn parse_digest(text: &str) -> PyResult<Digest> {
@@ -32,7 +32,7 @@ impl ObjectStore {
     /// Open (creating if needed, mode 0700) the local object store rooted at `root`.
     #[new]
     fn new(py: Python<'_>, root: PathBuf) -> PyResult<Self> {
-        let local = py.detach(|| LocalStore::open(root)).map_err(to_py)?;
+        let local = detached(py, || LocalStore::open(root))?;
         Ok(ObjectStore(Arc::new(local)))
     }
 
@@ -58,20 +58,18 @@ impl ObjectStore {
     /// Store a small in-memory object (a manifest or a card), not an artifact.
     fn put_bytes(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<PutOutcome> {
         let bytes = ContiguousBytes::get(data)?;
-        py.detach(|| self.0.put_bytes(bytes.as_slice()))
-            .map(PutOutcome::from)
-            .map_err(to_py)
+        detached(py, || self.0.put_bytes(bytes.as_slice())).map(PutOutcome::from)
     }
 
     fn contains(&self, py: Python<'_>, digest: &str) -> PyResult<bool> {
         let digest = parse_digest(digest)?;
-        py.detach(|| self.0.contains(&digest)).map_err(to_py)
+        detached(py, || self.0.contains(&digest))
     }
 
     /// The stored size of an object, or None when it is absent.
     fn size_of(&self, py: Python<'_>, digest: &str) -> PyResult<Option<u64>> {
         let digest = parse_digest(digest)?;
-        py.detach(|| self.0.size_of(&digest)).map_err(to_py)
+        detached(py, || self.0.size_of(&digest))
     }
 
     /// Stream an object to `dest`, re-hashing it; corrupt bytes raise `IntegrityError` and
@@ -105,9 +103,7 @@ impl ObjectStore {
         max_len: u64,
     ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
         let digest = parse_digest(digest)?;
-        let data = py
-            .detach(|| self.0.get_bytes(&digest, max_len))
-            .map_err(to_py)?;
+        let data = detached(py, || self.0.get_bytes(&digest, max_len))?;
         Ok(pyo3::types::PyBytes::new(py, &data))
     }
 
@@ -121,15 +117,13 @@ impl ObjectStore {
     ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
         let digest = parse_digest(digest)?;
         let length = length.min(1 << 20);
-        let data = py
-            .detach(|| self.0.read_prefix(&digest, length))
-            .map_err(to_py)?;
+        let data = detached(py, || self.0.read_prefix(&digest, length))?;
         Ok(pyo3::types::PyBytes::new(py, &data))
     }
 
     /// Every object, ordered by digest.
     fn list(&self, py: Python<'_>) -> PyResult<Vec<ObjectInfo>> {
-        let objects = py.detach(|| self.0.list()).map_err(to_py)?;
+        let objects = detached(py, || self.0.list())?;
         Ok(objects
             .into_iter()
             .map(|o| ObjectInfo {

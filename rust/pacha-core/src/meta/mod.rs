@@ -192,6 +192,9 @@ pub struct Stats {
     pub logical_bytes: u64,
 }
 
+/// A version and the objects (with sizes) recorded for it.
+pub type VersionContents = (VersionRecord, Vec<(Digest, u64)>);
+
 /// An object and the versions that need it (`name:version`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectUse {
@@ -251,6 +254,10 @@ pub trait MetadataStore: Send + Sync + fmt::Debug {
 
     /// Objects needed by the given versions (all versions when `None`), with their users.
     fn object_uses(&self, version_ids: Option<&[i64]>) -> Result<Vec<ObjectUse>>;
+
+    /// Each version (of the given ids; every version when `None`) with the objects recorded
+    /// for it, so that `verify` can check the database against itself and the objects.
+    fn version_contents(&self, version_ids: Option<&[i64]>) -> Result<Vec<VersionContents>>;
 
     // ---- experiment runs ----
 

@@ -91,7 +91,7 @@ fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> 
         card: row.get(10)?,
         aliases: Vec::new(),
         tags: Vec::new(),
-        created_at: row.get(11)?,
+        created_at: timestamp_cell(row, 11)?,
         created_by: row.get(12)?,
         run_id: row.get(13)?,
         // A damaged cell means "not recorded": the mode is a convenience, never checked.
@@ -102,6 +102,84 @@ fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> 
             .and_then(|m| u32::try_from(m).ok())
             .filter(|m| *m <= 0o777),
     })
+}
+
+#[cfg(test)]
+#[test]
+fn timestamps_are_checked_without_panicking() {
+    for good in ["2026-12-03T10:15:30Z", "2026-12-03T10:15:30.123Z"] {
+        assert!(is_timestamp(good), "{good}");
+    }
+    for bad in [
+        "",
+        "garbage",
+        "-1",
+        "2026-13-03T10:15:30Z",
+        "2026-12-03T10:15:30.Z",
+        "é".repeat(12).as_str(),
+        "2026-12-03 10:15:30Z",
+    ] {
+        assert!(!is_timestamp(bad), "{bad}");
+    }
+}
+
+/// Whether `text` has the one timestamp form the registry writes, `YYYY-MM-DDTHH:MM:SS.fffZ`
+/// (fraction optional), with plausible field ranges.
+fn is_timestamp(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        b.get(range.clone())
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+            .then(|| text[range].parse::<u32>().ok())
+            .flatten()
+    };
+    if b.len() < 20 || !text.is_ascii() {
+        return false;
+    }
+    let shape = b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[b.len() - 1] == b'Z';
+    let fraction = match &b[19..b.len() - 1] {
+        [] => true,
+        [b'.', rest @ ..] => !rest.is_empty() && rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    shape
+        && fraction
+        && digits(0..4).is_some()
+        && digits(5..7).is_some_and(|m| (1..=12).contains(&m))
+        && digits(8..10).is_some_and(|d| (1..=31).contains(&d))
+        && digits(11..13).is_some_and(|h| h < 24)
+        && digits(14..16).is_some_and(|m| m < 60)
+        && digits(17..19).is_some_and(|s| s < 61)
+}
+
+/// A timestamp cell, refused as damaged unless it has the form the registry writes.
+pub(super) fn timestamp_cell(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<String> {
+    let text: String = row.get(index)?;
+    if is_timestamp(&text) {
+        Ok(text)
+    } else {
+        Err(rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            format!("{text:?} is not a timestamp").into(),
+        ))
+    }
+}
+
+/// [`timestamp_cell`] for a cell that may be NULL.
+pub(super) fn optional_timestamp_cell(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+) -> rusqlite::Result<Option<String>> {
+    match row.get_ref(index)? {
+        rusqlite::types::ValueRef::Null => Ok(None),
+        _ => timestamp_cell(row, index).map(Some),
+    }
 }
 
 /// SQLite stores integers as i64; sizes beyond that are refused rather than wrapped.
@@ -775,7 +853,7 @@ fn choose_version(
             sort_by_precedence(&mut known, |v| v);
             Ok(match known.pop() {
                 None => Version::initial(*part),
-                Some(highest) => Version::parse(&highest)?.bump(*part),
+                Some(highest) => Version::parse(&highest)?.bump(*part)?,
             })
         }
     }
@@ -1018,7 +1096,7 @@ impl MetadataStore for SqliteMetaStore {
                     Ok((
                         r.get::<_, Option<String>>(0)?,
                         r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
+                        timestamp_cell(r, 2)?,
                         r.get::<_, String>(3)?,
                     ))
                 })
@@ -1337,6 +1415,40 @@ impl MetadataStore for SqliteMetaStore {
             )
             .map_err(|e| self.err(e))?;
             Ok(record)
+        })
+    }
+
+    fn version_contents(&self, version_ids: Option<&[i64]>) -> Result<Vec<super::VersionContents>> {
+        self.read(|conn| {
+            let condition = match version_ids {
+                Some(ids) => {
+                    let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+                    format!("v.id IN ({})", ids.join(","))
+                }
+                None => "1".to_string(),
+            };
+            let records = versions_where(self, conn, &condition, &[])?;
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT vo.digest, o.size FROM version_objects vo \
+                     JOIN objects o ON o.digest = vo.digest WHERE vo.version_id = ?1",
+                )
+                .map_err(|e| self.err(e))?;
+            let mut contents = Vec::with_capacity(records.len());
+            for record in records {
+                let rows = stmt
+                    .query_map([record.id], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                    })
+                    .map_err(|e| self.err(e))?;
+                let mut objects = Vec::new();
+                for row in rows {
+                    let (digest, size) = row.map_err(|e| self.err(e))?;
+                    objects.push((Digest::parse(&digest)?, u64::try_from(size).unwrap_or(0)));
+                }
+                contents.push((record, objects));
+            }
+            Ok(contents)
         })
     }
 

@@ -74,20 +74,32 @@ impl Version {
     /// The next version after `self`: pre-release and build metadata are dropped. The
     /// release a pre-release leads up to counts as next (as npm's `semver inc` does):
     /// `1.0.0-rc.1` bumps to `1.0.0` for any part, `1.1.0-rc.1` to `1.1.0` for minor.
-    pub fn bump(&self, part: Bump) -> Self {
+    ///
+    /// A part already at its largest value (2^64 − 1) cannot be bumped: that is refused with
+    /// `CoreError::InvalidInput`, never wrapped or panicked on.
+    pub fn bump(&self, part: Bump) -> crate::Result<Self> {
         let v = &self.0;
         let pre = !v.pre.is_empty();
+        let next = |n: u64, what: &str| {
+            n.checked_add(1)
+                .ok_or_else(|| crate::CoreError::InvalidInput {
+                    message: format!(
+                        "cannot bump the {what} part of {self}: {n} is the largest it can be; \
+                     give the next version explicitly with -v"
+                    ),
+                })
+        };
         let next = match part {
             Bump::Major if pre && v.minor == 0 && v.patch == 0 => {
                 semver::Version::new(v.major, 0, 0)
             }
-            Bump::Major => semver::Version::new(v.major + 1, 0, 0),
+            Bump::Major => semver::Version::new(next(v.major, "major")?, 0, 0),
             Bump::Minor if pre && v.patch == 0 => semver::Version::new(v.major, v.minor, 0),
-            Bump::Minor => semver::Version::new(v.major, v.minor + 1, 0),
+            Bump::Minor => semver::Version::new(v.major, next(v.minor, "minor")?, 0),
             Bump::Patch if pre => semver::Version::new(v.major, v.minor, v.patch),
-            Bump::Patch => semver::Version::new(v.major, v.minor, v.patch + 1),
+            Bump::Patch => semver::Version::new(v.major, v.minor, next(v.patch, "patch")?),
         };
-        Version(next)
+        Ok(Version(next))
     }
 
     /// The first version of anything, used by `bump` when nothing exists yet.
@@ -193,14 +205,52 @@ mod tests {
 
     #[test]
     fn bump_drops_prerelease_and_build() {
-        assert_eq!(v("1.2.3+b").bump(Bump::Patch).to_string(), "1.2.4");
-        assert_eq!(v("1.2.3-rc.1+b").bump(Bump::Patch).to_string(), "1.2.3");
-        assert_eq!(v("2.0.0-rc.1").bump(Bump::Major).to_string(), "2.0.0");
-        assert_eq!(v("2.1.0-rc.1").bump(Bump::Major).to_string(), "3.0.0");
-        assert_eq!(v("1.1.0-rc.1").bump(Bump::Minor).to_string(), "1.1.0");
-        assert_eq!(v("1.1.1-rc.1").bump(Bump::Minor).to_string(), "1.2.0");
-        assert_eq!(v("1.2.3").bump(Bump::Minor).to_string(), "1.3.0");
-        assert_eq!(v("1.2.3").bump(Bump::Major).to_string(), "2.0.0");
+        assert_eq!(
+            v("1.2.3+b").bump(Bump::Patch).expect("bump").to_string(),
+            "1.2.4"
+        );
+        assert_eq!(
+            v("1.2.3-rc.1+b")
+                .bump(Bump::Patch)
+                .expect("bump")
+                .to_string(),
+            "1.2.3"
+        );
+        assert_eq!(
+            v("2.0.0-rc.1").bump(Bump::Major).expect("bump").to_string(),
+            "2.0.0"
+        );
+        assert_eq!(
+            v("2.1.0-rc.1").bump(Bump::Major).expect("bump").to_string(),
+            "3.0.0"
+        );
+        assert_eq!(
+            v("1.1.0-rc.1").bump(Bump::Minor).expect("bump").to_string(),
+            "1.1.0"
+        );
+        assert_eq!(
+            v("1.1.1-rc.1").bump(Bump::Minor).expect("bump").to_string(),
+            "1.2.0"
+        );
+        assert_eq!(
+            v("1.2.3").bump(Bump::Minor).expect("bump").to_string(),
+            "1.3.0"
+        );
+        assert_eq!(
+            v("1.2.3").bump(Bump::Major).expect("bump").to_string(),
+            "2.0.0"
+        );
+        let top = u64::MAX;
+        assert!(v(&format!("{top}.0.0")).bump(Bump::Major).is_err());
+        assert!(v(&format!("1.{top}.0")).bump(Bump::Minor).is_err());
+        assert!(v(&format!("1.2.{top}")).bump(Bump::Patch).is_err());
+        assert_eq!(
+            v(&format!("1.2.{top}"))
+                .bump(Bump::Minor)
+                .expect("bump")
+                .to_string(),
+            "1.3.0"
+        );
     }
 
     #[test]

@@ -116,6 +116,27 @@ pub struct RegisterRequest {
     pub walk: tree::WalkOptions,
 }
 
+/// A source's bytes, stored.
+struct Stored {
+    digest: Digest,
+    layout: Layout,
+    size: u64,
+    file_count: u64,
+    objects: Vec<(Digest, u64)>,
+    skipped: Vec<String>,
+    mode: Option<u32>,
+}
+
+/// What [`Registry::repair`] did.
+#[derive(Debug, Clone)]
+pub struct Repaired {
+    pub record: VersionRecord,
+    /// Problems the version had before the repair.
+    pub damaged: u64,
+    /// Problems it still has (none when the repair worked).
+    pub remaining: Vec<RegistryProblem>,
+}
+
 /// What a download did.
 #[derive(Debug, Clone)]
 pub struct Downloaded {
@@ -363,6 +384,48 @@ impl Registry {
         result
     }
 
+    /// Store a file or a directory (the bytes of a registration or a repair), adding to
+    /// `written` what was really written.
+    fn store_source(
+        &self,
+        source: &Path,
+        walk: tree::WalkOptions,
+        progress: &Progress,
+        written: &Mutex<Vec<Digest>>,
+    ) -> Result<Stored> {
+        let source_meta = fs::metadata(source).at(source)?;
+        if source_meta.is_dir() {
+            let ingested =
+                tree::ingest_dir_recording(self.store.as_ref(), source, walk, progress, written)?;
+            return Ok(Stored {
+                digest: ingested.manifest,
+                layout: Layout::Tree,
+                size: ingested.size,
+                file_count: ingested.file_count,
+                objects: ingested.objects,
+                skipped: ingested.skipped,
+                mode: None,
+            });
+        }
+        let outcome = self.store.put_file(source, progress)?;
+        if outcome.written {
+            written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(outcome.digest);
+        }
+        use std::os::unix::fs::PermissionsExt;
+        Ok(Stored {
+            digest: outcome.digest,
+            layout: Layout::File,
+            size: outcome.size,
+            file_count: 1,
+            objects: vec![(outcome.digest, outcome.size)],
+            skipped: Vec::new(),
+            mode: Some(source_meta.permissions().mode() & 0o777),
+        })
+    }
+
     fn store_and_record(
         &self,
         request: &RegisterRequest,
@@ -371,40 +434,15 @@ impl Registry {
         progress: &Progress,
         written: &Mutex<Vec<Digest>>,
     ) -> Result<Registered> {
-        let source_meta = fs::metadata(&request.source).at(&request.source)?;
-        let mut skipped = Vec::new();
-        let (digest, layout, size, file_count, objects) = if source_meta.is_dir() {
-            let ingested = tree::ingest_dir_recording(
-                self.store.as_ref(),
-                &request.source,
-                request.walk,
-                progress,
-                written,
-            )?;
-            skipped = ingested.skipped;
-            (
-                ingested.manifest,
-                Layout::Tree,
-                ingested.size,
-                ingested.file_count,
-                ingested.objects,
-            )
-        } else {
-            let outcome = self.store.put_file(&request.source, progress)?;
-            if outcome.written {
-                written
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(outcome.digest);
-            }
-            (
-                outcome.digest,
-                Layout::File,
-                outcome.size,
-                1,
-                vec![(outcome.digest, outcome.size)],
-            )
-        };
+        let Stored {
+            digest,
+            layout,
+            size,
+            file_count,
+            objects,
+            skipped,
+            mode,
+        } = self.store_source(&request.source, request.walk, progress, written)?;
         let record = self.meta.insert_version(&NewVersion {
             kind: request.kind,
             name,
@@ -420,12 +458,58 @@ impl Registry {
             objects,
             run_id,
             lineage: request.lineage.clone(),
-            mode: (layout == Layout::File).then(|| {
-                use std::os::unix::fs::PermissionsExt;
-                source_meta.permissions().mode() & 0o777
-            }),
+            mode,
         })?;
         Ok(Registered { record, skipped })
+    }
+
+    /// Repair the stored bytes of a registered version from `source`, a copy of what was
+    /// registered: the version's objects are checked (which marks the damaged ones), the
+    /// source is stored again (rewriting every object found damaged or missing), and
+    /// checked again. A source whose digest differs from the version's is refused, naming
+    /// both, and what it stored is removed. Metadata is never changed.
+    pub fn repair(
+        &self,
+        kind: Kind,
+        reference: &Reference,
+        source: &Path,
+        walk: tree::WalkOptions,
+        progress: &Progress,
+    ) -> Result<Repaired> {
+        let record = self.meta.resolve(kind, reference)?;
+        let before = self.verify(Some(&[record.id]), &Progress::new())?;
+        let guard = self.registration_guard()?;
+        let written = Mutex::new(Vec::new());
+        let stored = self.store_source(source, walk, progress, &written);
+        drop(guard);
+        let mismatch = match &stored {
+            Ok(stored) if stored.digest != record.digest => Some(stored.digest),
+            _ => None,
+        };
+        if stored.is_err() || mismatch.is_some() {
+            let written = written.into_inner().unwrap_or_else(|p| p.into_inner());
+            if !written.is_empty() {
+                drop(self.discard_unreferenced(&written));
+            }
+        }
+        stored?;
+        if let Some(actual) = mismatch {
+            return Err(CoreError::InvalidInput {
+                message: format!(
+                    "{} is not a copy of {}: its digest is {actual}, the version's {}; nothing \
+                     was changed",
+                    source.display(),
+                    record.label(),
+                    record.digest
+                ),
+            });
+        }
+        let after = self.verify(Some(&[record.id]), &Progress::new())?;
+        Ok(Repaired {
+            record,
+            damaged: before.problems.len() as u64,
+            remaining: after.problems,
+        })
     }
 
     /// Write a version's bytes to `dest` (a file, or a directory for a tree), verified.
@@ -674,6 +758,7 @@ impl Registry {
                 Some(RegistryProblem { problem, users })
             })
             .collect();
+        problems.extend(self.consistency_problems(version_ids)?);
         if version_ids.is_none() {
             // A damaged object (a link or a directory in its place) is reported once, by
             // the check of the versions that need it.
@@ -690,6 +775,75 @@ impl Registry {
             bytes: report.bytes,
             problems,
         })
+    }
+
+    /// Versions whose metadata disagrees with itself or with the objects: a digest that is
+    /// not among the version's recorded objects, a file whose recorded size differs from its
+    /// object's, a tree whose manifest lists files, sizes or a count other than recorded.
+    /// (Objects that are missing or damaged are the store check's to report.)
+    fn consistency_problems(&self, version_ids: Option<&[i64]>) -> Result<Vec<RegistryProblem>> {
+        let mut problems = Vec::new();
+        for (record, objects) in self.meta.version_contents(version_ids)? {
+            let problem = |detail: String| RegistryProblem {
+                problem: Problem {
+                    kind: crate::store::ProblemKind::Inconsistent,
+                    digest: Some(record.digest),
+                    path: self.root.join(DATABASE_FILE),
+                    detail: format!("{detail}; the database is damaged — restore it from a backup"),
+                },
+                users: vec![record.label()],
+            };
+            let recorded: HashMap<Digest, u64> = objects.iter().copied().collect();
+            let Some(&own_size) = recorded.get(&record.digest) else {
+                problems.push(problem(format!(
+                    "the version's digest {} is not among the objects recorded for it",
+                    record.digest
+                )));
+                continue;
+            };
+            match record.layout {
+                Layout::File => {
+                    if own_size != record.size || objects.len() != 1 {
+                        problems.push(problem(format!(
+                            "the version records {} bytes in {} object(s), its object has {own_size}",
+                            record.size,
+                            objects.len()
+                        )));
+                    }
+                }
+                Layout::Tree => {
+                    let manifest = match tree::load_manifest(self.store.as_ref(), &record.digest) {
+                        Ok(manifest) => manifest,
+                        Err(CoreError::Corrupt { message }) => {
+                            problems.push(problem(format!("its manifest is not valid: {message}")));
+                            continue;
+                        }
+                        // Missing or damaged objects are reported by the store's check.
+                        Err(_) => continue,
+                    };
+                    let size: u64 = manifest.entries.iter().map(|e| e.size).sum();
+                    let unrecorded = manifest.entries.iter().find(|e| {
+                        Digest::parse(&e.digest).map_or(true, |d| recorded.get(&d) != Some(&e.size))
+                    });
+                    if let Some(entry) = unrecorded {
+                        problems.push(problem(format!(
+                            "its manifest lists {:?} ({}, {} bytes), which is not recorded for it",
+                            entry.path, entry.digest, entry.size
+                        )));
+                    } else if size != record.size
+                        || manifest.entries.len() as u64 != record.file_count
+                    {
+                        problems.push(problem(format!(
+                            "the version records {} files and {} bytes, its manifest {} and {size}",
+                            record.file_count,
+                            record.size,
+                            manifest.entries.len()
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(problems)
     }
 
     /// Entries of the registry directory and of the store that pacha did not put there:

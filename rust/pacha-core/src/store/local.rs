@@ -1219,7 +1219,15 @@ fn is_link_error(e: &io::Error) -> bool {
 fn bookkeeping_strays(dir: &Dir, name: &str) -> Result<Vec<Problem>> {
     let mut strays = Vec::new();
     for (entry, kind) in dir.entries()? {
+        let set_aside = name == PACK_DIR
+            && entry
+                .to_str()
+                .is_some_and(|e| e.starts_with(super::pack::DAMAGED_PREFIX));
         let detail = match kind {
+            EntryKind::File if set_aside => {
+                "a damaged pack set aside; its objects are reported missing until repaired \
+                 (`pacha repair`); delete it once they are"
+            }
             EntryKind::File => continue,
             EntryKind::Symlink => LINK_DETAIL,
             EntryKind::Dir if name == TMP_DIR => continue,

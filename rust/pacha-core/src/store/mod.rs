@@ -72,6 +72,10 @@ pub enum ProblemKind {
     Stray,
     /// The object could not be read (an I/O error such as EIO or EACCES).
     Unreadable,
+    /// The metadata disagrees with itself or with the objects (a version whose digest is not
+    /// among its recorded objects, a tree whose manifest lists other files): the database is
+    /// damaged.
+    Inconsistent,
 }
 
 impl ProblemKind {
@@ -82,6 +86,7 @@ impl ProblemKind {
             ProblemKind::Missing => "missing",
             ProblemKind::Stray => "stray",
             ProblemKind::Unreadable => "unreadable",
+            ProblemKind::Inconsistent => "inconsistent",
         }
     }
 }

@@ -26,6 +26,8 @@ pub const PACK_MAX: u64 = 64 * 1024;
 
 pub(crate) const PACK_DIR: &str = "packs";
 pub(crate) const PACK_FILE: &str = "small.sqlite";
+/// The name a damaged pack is kept under, followed by the time it was set aside.
+pub(crate) const DAMAGED_PREFIX: &str = "small.damaged-";
 
 /// Larger pages than SQLite's default 4 KiB, so that a 4 KiB object fits in one page with
 /// its neighbours instead of spilling into an overflow page of its own.
@@ -213,7 +215,75 @@ impl Pack {
     /// The lookups happen here, in address order inside the write transaction, rather than
     /// one by one as files are read: that costs one insert into neighbouring pages instead
     /// of a lock round trip and a random search per file.
+    ///
+    /// A pack found damaged (its header overwritten, pages corrupt) would block every
+    /// directory registration and could never be healed by writing to it, so it is set aside
+    /// ([`Self::set_aside`]) and the rows go into a new pack: the objects it held are then
+    /// missing, which `verify` reports and `pacha repair` (or registering the bytes again)
+    /// heals.
     pub(crate) fn write(&self, rows: &mut [(Digest, Vec<u8>)]) -> Result<Vec<Digest>> {
+        match self.write_once(rows) {
+            Err(e) if self.is_damaged() => {
+                self.set_aside().map_err(|_| e)?;
+                self.write_once(rows)
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the pack file is damaged: not an SQLite database, or failing SQLite's quick
+    /// check. (Asked only after a write failed.)
+    fn is_damaged(&self) -> bool {
+        use std::io::Read;
+        let Ok(Some(packs)) = self.store_root.open_dir(PACK_DIR) else {
+            return false;
+        };
+        let Ok(Some(mut file)) = packs.open_read(PACK_FILE) else {
+            return false;
+        };
+        let mut header = [0u8; 16];
+        if file.read_exact(&mut header).is_err() || &header != b"SQLite format 3\0" {
+            return true;
+        }
+        let Ok(conn) = crate::db::open_beneath(&packs, PACK_FILE, false) else {
+            return true;
+        };
+        !matches!(
+            conn.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0)),
+            Ok(ref verdict) if verdict == "ok"
+        )
+    }
+
+    /// Rename the damaged pack (and its journal) to `small.damaged-<seconds>.sqlite` beside
+    /// it, kept for inspection (`verify` lists it), so that a new pack can be started.
+    fn set_aside(&self) -> Result<()> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        *guard = None;
+        let packs = self
+            .store_root
+            .open_dir(PACK_DIR)?
+            .ok_or_else(|| crate::CoreError::io(&self.path, std::io::ErrorKind::NotFound.into()))?;
+        let stamp = now_ms() / 1000;
+        for (from, to) in [
+            (
+                PACK_FILE.to_string(),
+                format!("{DAMAGED_PREFIX}{stamp}.sqlite"),
+            ),
+            (
+                format!("{PACK_FILE}-journal"),
+                format!("{DAMAGED_PREFIX}{stamp}.sqlite-journal"),
+            ),
+        ] {
+            match packs.rename(&from, &packs, &to) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(crate::CoreError::io(packs.join(&from), e)),
+            }
+        }
+        packs.sync()
+    }
+
+    fn write_once(&self, rows: &mut [(Digest, Vec<u8>)]) -> Result<Vec<Digest>> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -338,6 +408,15 @@ impl Pack {
     /// Delete the packed copies of `digests`; returns the bytes freed. The file's free pages
     /// are returned to the filesystem afterwards.
     pub(crate) fn remove(&self, digests: &[Digest]) -> Result<u64> {
+        match self.remove_once(digests) {
+            // A damaged pack frees nothing; gc still frees the loose objects, and the next
+            // write sets the pack aside.
+            Err(_) if self.is_damaged() => Ok(0),
+            other => other,
+        }
+    }
+
+    fn remove_once(&self, digests: &[Digest]) -> Result<u64> {
         if digests.is_empty() {
             return Ok(0);
         }

@@ -474,6 +474,16 @@ pub(super) fn rows(store: &SqliteMetaStore, conn: &Connection) -> Result<Lineage
         let mut edges = Vec::new();
         for row in raw {
             let (from, to, relation, params) = row.map_err(|e| store.err(e))?;
+            // Renderers embed the text as it is: it must be a JSON object.
+            if params != "{}" && serde_json::from_str::<Map<String, Value>>(&params).is_err() {
+                return Err(CoreError::Database {
+                    path: store.path().to_path_buf(),
+                    message: format!(
+                        "a value in the database is damaged (the parameters of lineage edge \
+                         {from} → {to} are not a JSON object); restore the database from a backup"
+                    ),
+                });
+            }
             edges.push(EdgeRow {
                 from,
                 to,

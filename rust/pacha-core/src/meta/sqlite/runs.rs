@@ -27,8 +27,8 @@ fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         })?,
         params: row.get(3)?,
         environment: row.get(4)?,
-        started_at: row.get(5)?,
-        finished_at: row.get(6)?,
+        started_at: super::timestamp_cell(row, 5)?,
+        finished_at: super::optional_timestamp_cell(row, 6)?,
         error: row.get(7)?,
         created_by: row.get(8)?,
     })
