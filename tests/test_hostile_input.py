@@ -1322,3 +1322,15 @@ def test_escape_sequences_stored_in_cards_and_runs_reach_a_terminal_escaped(
         assert "\x07" not in shown and "\x1b[31mred" not in shown, (command, shown)
     # Piped, the card is the stored text exactly (a file written from it is faithful).
     assert "\x1b]0;pwned" in _printed(registry, ["model", "card", "m:1.0.0"], tty=False)
+
+
+def test_bumping_past_the_largest_version_is_refused_in_one_line(cli, tmp_path: Path) -> None:
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"w")
+    top = str(2**64 - 1)
+    assert cli("model", "register", "m", str(weights), "-v", f"{top}.0.0").returncode == 0
+    result = cli("model", "register", "m", str(weights), "--bump", "major")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "largest it can be" in lines[0], result.stderr
+    assert cli("model", "register", "m", str(weights), "--bump", "minor").returncode == 0

@@ -311,3 +311,53 @@ def test_a_plain_repository_records_commit_and_dirty_flag(
     assert clean["git"]["dirty"] is False
     (repo / "train.py").write_text("print('edited')\n")
     assert _start_in(reg, repo, monkeypatch)["git"]["dirty"] is True
+
+
+def test_a_run_whose_process_was_killed_is_shown_as_abandoned(
+    reg: pacha.Registry, tmp_path: Path, cli
+) -> None:
+    """A training process killed mid-run (SIGKILL, a lost node) leaves its run `running`
+    forever; once it has shown no sign of life for ABANDONED_AFTER it is shown as
+    abandoned, while a live one (writes and the heartbeat keep it fresh) is not."""
+    import sqlite3
+
+    from pacha.models import ABANDONED_AFTER
+
+    script = tmp_path / "train.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, pacha, signal
+            reg = pacha.Registry({str(reg.path)!r})
+            run = reg.start_run()
+            run.log_metric("loss", 1.0, step=0)
+            run.flush()
+            print(run.id, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+            """
+        )
+    )
+    killed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    run_id = killed.stdout.strip()
+    assert killed.returncode == -signal.SIGKILL and run_id
+    alive = reg.start_run()
+    alive.log_metric("loss", 1.0)
+    alive.flush()
+    assert not reg.get_run(run_id).abandoned and not reg.get_run(alive.id).abandoned
+    # Age the killed run's last sign of life past the threshold.
+    with sqlite3.connect(reg.path / "registry.db") as conn:
+        conn.execute(
+            "UPDATE runs SET heartbeat_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?), "
+            "started_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) WHERE id = ?",
+            (f"-{int(ABANDONED_AFTER) + 60} seconds", "-1 hours", run_id),
+        )
+    record = reg.get_run(run_id)
+    assert record.status == "running" and record.abandoned
+    assert not reg.get_run(alive.id).abandoned
+    registry = ("--registry", str(reg.path))
+    shown = cli(*registry, "run", "get", run_id)
+    assert "abandoned: no sign of life since" in shown.stdout
+    listed = cli(*registry, "run", "list")
+    assert "abandoned?" in listed.stdout
+    assert json.loads(cli(*registry, "run", "get", run_id, "--json").stdout)["abandoned"]
+    alive.finish()

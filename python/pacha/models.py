@@ -228,6 +228,10 @@ class RecipeVersion(ArtifactVersion):
         return self.document() or {}
 
 
+#: Seconds without a sign of life after which a running run counts as abandoned.
+ABANDONED_AFTER = 600.0
+
+
 class RunRecord(BaseModel):
     """One experiment run: its recipe, status, parameters, captured environment, the final
     value (at the highest step) of each metric, and its artifacts."""
@@ -246,6 +250,22 @@ class RunRecord(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     metric_steps: dict[str, int] = Field(default_factory=dict)
     artifacts: dict[str, str] = Field(default_factory=dict, description="name → digest")
+    last_seen: Optional[datetime] = Field(
+        None,
+        description="When a running run last showed a sign of life (a write, or the "
+        "tracker's heartbeat every minute).",
+    )
+
+    @property
+    def abandoned(self) -> bool:
+        """True for a run still marked running that has shown no sign of life for
+        `ABANDONED_AFTER` seconds: its process most likely died (SIGKILL, a lost node)."""
+        import time
+
+        if self.status != "running":
+            return False
+        seen = self.last_seen or self.started_at
+        return time.time() - seen.timestamp() > ABANDONED_AFTER
 
 
 class NameSummary(BaseModel):

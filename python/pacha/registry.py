@@ -734,6 +734,7 @@ class Registry:
                     finished_at=_timestamp(info.finished_at) if info.finished_at else None,
                     error=info.error,
                     created_by=info.created_by,
+                    last_seen=_timestamp(info.heartbeat_at) if info.heartbeat_at else None,
                     metrics={name: value for name, (_, value) in last.items()},
                     metric_steps={name: step for name, (step, _) in last.items()},
                     artifacts={

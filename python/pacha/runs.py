@@ -48,6 +48,9 @@ __all__ = [
 FLUSH_POINTS = 10_000
 #: ...or when the oldest has waited this long (the most a crash can lose).
 FLUSH_SECONDS = 1.0
+#: A run with nothing to write still tells the registry it is alive this often (a run
+#: whose process died stops doing so, and is shown as abandoned after 10 minutes).
+HEARTBEAT_SECONDS = 60.0
 #: While points cannot be written (a full disk), at most this many of the newest are kept
 #: in memory; older ones are dropped, with one warning.
 MAX_BUFFERED_POINTS = 200_000
@@ -275,10 +278,18 @@ class Run:
                 self._failed_at = 0.0
 
     def _flush_periodically(self) -> None:
+        last_beat = time.time()
         while not self._stop.wait(FLUSH_SECONDS / 4):
             with self._lock:
                 due = bool(self._buffer) and time.time() - self._oldest >= FLUSH_SECONDS
+            if not due and time.time() - last_beat >= HEARTBEAT_SECONDS:
+                # Nothing written for a while: say the run is alive anyway, so that a
+                # training loop that logs rarely is not taken for an abandoned run.
+                with contextlib.suppress(Exception):
+                    self._registry._core.heartbeat_run(self.id)
+                last_beat = time.time()
             if due:
+                last_beat = time.time()
                 # Warned about (once) by the logging thread instead, if at all: a warning
                 # from this thread would not reach the user's code.
                 try:

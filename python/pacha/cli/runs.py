@@ -42,7 +42,15 @@ def _value(raw: str) -> Any:
 
 
 def _run_json(run: RunRecord) -> dict[str, Any]:
-    return run.model_dump(mode="json")
+    return {**run.model_dump(mode="json"), "abandoned": run.abandoned}
+
+
+def _status(run: RunRecord) -> str:
+    """The status, with a running run that stopped showing signs of life called so."""
+    if not run.abandoned:
+        return run.status
+    seen = (run.last_seen or run.started_at).strftime("%Y-%m-%d %H:%M")
+    return f"running? (abandoned: no sign of life since {seen} UTC)"
 
 
 @app.command("start")
@@ -123,7 +131,7 @@ def _print_runs(runs: list[RunRecord]) -> None:
         table.add_row(
             run.id[:12],
             text(run.recipe or "—"),
-            run.status,
+            "abandoned?" if run.abandoned else run.status,
             run.started_at.strftime("%Y-%m-%d %H:%M"),
             text(", ".join(f"{k}={v:g}" for k, v in run.metrics.items())),
         )
@@ -164,7 +172,7 @@ def get(ctx: typer.Context, run_id: RunId, json_out: JsonOption = False) -> None
     lines = [
         f"id        {run.id}",
         f"recipe    {run.recipe or '—'}",
-        f"status    {run.status}" + (f" ({run.error})" if run.error else ""),
+        f"status    {_status(run)}" + (f" ({run.error})" if run.error else ""),
         f"started   {run.started_at.isoformat()} by {run.created_by}",
         f"finished  {run.finished_at.isoformat() if run.finished_at else '—'}",
         "params    " + ", ".join(f"{k}={v!r}" for k, v in run.params.items()),

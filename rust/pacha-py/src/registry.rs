@@ -90,6 +90,7 @@ pub struct RunInfo {
     pub finished_at: Option<String>,
     pub error: Option<String>,
     pub created_by: String,
+    pub heartbeat_at: Option<String>,
 }
 
 impl From<RunRecord> for RunInfo {
@@ -104,6 +105,7 @@ impl From<RunRecord> for RunInfo {
             finished_at: r.finished_at,
             error: r.error,
             created_by: r.created_by,
+            heartbeat_at: r.heartbeat_at,
         }
     }
 }
@@ -573,6 +575,11 @@ impl Registry {
         at: f64,
     ) -> PyResult<i64> {
         detached(py, || self.0.meta().log_at_next_step(id, &values, at))
+    }
+
+    /// Note that a running run is alive.
+    fn heartbeat_run(&self, py: Python<'_>, id: &str) -> PyResult<()> {
+        detached(py, || self.0.meta().heartbeat_run(id))
     }
 
     #[pyo3(signature = (id, status, error = None))]

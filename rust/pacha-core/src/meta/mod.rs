@@ -277,6 +277,9 @@ pub trait MetadataStore: Send + Sync + fmt::Debug {
     /// inside the transaction; returns the step.
     fn log_at_next_step(&self, run_id: &str, values: &[(String, f64)], at: f64) -> Result<i64>;
 
+    /// Note that a running run is alive (its heartbeat).
+    fn heartbeat_run(&self, run_id: &str) -> Result<()>;
+
     /// End a running run with `status` (completed, failed or cancelled).
     fn finish_run(&self, run_id: &str, status: RunStatus, error: Option<&str>)
         -> Result<RunRecord>;

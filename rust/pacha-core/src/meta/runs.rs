@@ -82,6 +82,8 @@ pub struct RunRecord {
     pub finished_at: Option<String>,
     pub error: Option<String>,
     pub created_by: String,
+    /// When a running run last showed a sign of life (`None` before any).
+    pub heartbeat_at: Option<String>,
 }
 
 /// One logged value.

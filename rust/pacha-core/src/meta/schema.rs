@@ -162,4 +162,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE versions ADD COLUMN mode INTEGER CHECK (mode IS NULL OR mode BETWEEN 0 AND 511);
     "#,
+    // 5: when a running run last showed a sign of life (a write, or the tracker's
+    // heartbeat), so that a run whose process died is seen as abandoned, not running.
+    r#"
+    ALTER TABLE runs ADD COLUMN heartbeat_at TEXT;
+    "#,
 ];

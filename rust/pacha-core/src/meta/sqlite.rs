@@ -1256,6 +1256,10 @@ impl MetadataStore for SqliteMetaStore {
         runs::log_at_next_step(self, run_id, values, at)
     }
 
+    fn heartbeat_run(&self, run_id: &str) -> Result<()> {
+        runs::heartbeat(self, run_id)
+    }
+
     fn finish_run(
         &self,
         run_id: &str,

@@ -8,7 +8,7 @@ use crate::meta::{Kind, MetricPoint, NewRun, Reference, RunRecord, RunStatus};
 use crate::{CoreError, Digest, Result};
 
 const RUN_COLUMNS: &str = "r.id, a.name || ':' || v.version, r.status, r.params, r.environment, \
-     r.started_at, r.finished_at, r.error, r.created_by";
+     r.started_at, r.finished_at, r.error, r.created_by, r.heartbeat_at";
 
 const RUN_FROM: &str = "runs r LEFT JOIN versions v ON v.id = r.recipe_version_id \
      LEFT JOIN artifacts a ON a.id = v.artifact_id";
@@ -31,6 +31,7 @@ fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         finished_at: super::optional_timestamp_cell(row, 6)?,
         error: row.get(7)?,
         created_by: row.get(8)?,
+        heartbeat_at: super::optional_timestamp_cell(row, 9)?,
     })
 }
 
@@ -73,6 +74,8 @@ pub(super) fn resolve_run(
     }
 }
 
+/// The run, which must be running, inside a write transaction; every write to a run is a
+/// sign of life, so its heartbeat is noted.
 fn running(store: &SqliteMetaStore, conn: &Connection, run_id: &str) -> Result<RunRecord> {
     let run = resolve_run(store, conn, run_id)?;
     if run.status.is_final() {
@@ -83,7 +86,17 @@ fn running(store: &SqliteMetaStore, conn: &Connection, run_id: &str) -> Result<R
             ),
         });
     }
+    conn.execute(
+        "UPDATE runs SET heartbeat_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+        [&run.id],
+    )
+    .map_err(|e| store.err(e))?;
     Ok(run)
+}
+
+/// Note that a running run is alive (its tracker calls this while nothing else is written).
+pub(super) fn heartbeat(store: &SqliteMetaStore, run_id: &str) -> Result<()> {
+    store.write(|tx| running(store, tx, run_id).map(drop))
 }
 
 pub(super) fn create_run(store: &SqliteMetaStore, new: &NewRun) -> Result<RunRecord> {
