@@ -1,16 +1,20 @@
 //! The metadata database: artifacts, versions, stages, aliases, tags and which objects each
 //! version needs.
 //!
-//! Callers talk to the [`MetadataStore`] trait, so that PostgreSQL can join the embedded
-//! [`SqliteMetaStore`] without touching them. Every rule about names, versions, references
-//! and stages lives in this module's submodules, once.
+//! Callers talk to the [`MetadataStore`] trait. Below it, the registry's rules (version
+//! numbering, references, stages, aliases, delete guards, runs, lineage) are written once in
+//! `rules`, over the primitive reads and writes of [`tx::MetaTx`] that each backend implements
+//! inside its own transaction (`sqlite` today). The vocabulary (names, versions, stages,
+//! references) is in the other submodules.
 
 pub mod names;
 pub mod reference;
+mod rules;
 pub mod runs;
 mod schema;
 mod sqlite;
 pub mod stage;
+pub mod tx;
 pub mod version;
 
 use std::fmt;

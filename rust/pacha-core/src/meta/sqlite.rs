@@ -14,17 +14,18 @@ use rusqlite::{
     params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
 };
 
-use super::names::{validate_alias, validate_name, validate_tag};
+use super::rules::{self, not_found};
 use super::schema::MIGRATIONS;
-use super::version::{sort_by_precedence, Version};
+use super::version::sort_by_precedence;
 use super::{
     Kind, Layout, ListFilter, MetadataStore, MetricPoint, NameSummary, NewRun, NewVersion,
-    ObjectUse, Reference, RunRecord, RunStatus, Selector, Stage, Stats, Transition, VersionChoice,
+    ObjectUse, Reference, RunRecord, RunStatus, Stage, Stats, Transition, VersionChoice,
     VersionRecord,
 };
 use crate::db::{db_error, retry_busy, BUSY_TIMEOUT};
 use crate::lineage::{LineageRows, NodeRecord, NodeRef, Relation};
 use crate::{CoreError, Digest, Result};
+use tx::SqliteTx;
 
 #[derive(Debug)]
 pub struct SqliteMetaStore {
@@ -682,272 +683,32 @@ fn attach_labels(
     Ok(())
 }
 
-fn not_found(kind: Kind, what: String) -> CoreError {
-    let list = match kind {
-        Kind::Model => "pacha model list",
-        Kind::Dataset => "pacha data list",
-        Kind::Recipe => "pacha recipe list",
-    };
-    CoreError::NotFound {
-        message: format!("{kind} {what} does not exist; `{list}` shows what does"),
-    }
-}
-
+/// The version a reference names (the rule in [`rules::resolve`], on this connection).
 fn resolve_in(
     store: &SqliteMetaStore,
     conn: &Connection,
     kind: Kind,
     reference: &Reference,
 ) -> Result<VersionRecord> {
-    let name = &reference.name;
-    let Some(artifact) = artifact_id(store, conn, kind, name)? else {
-        return Err(not_found(kind, format!("{name:?}")));
-    };
-    let mut found = match &reference.selector {
-        Selector::Exact(version) => {
-            let key = version_key(version);
-            let mut rows = versions_where(
-                store,
-                conn,
-                "v.artifact_id = ?1 AND v.version_key = ?2",
-                &[&artifact, &key],
-            )?;
-            rows.pop()
-                .ok_or_else(|| not_found(kind, format!("{name}:{version}")))?
-        }
-        Selector::Latest => {
-            let mut rows = versions_where(
-                store,
-                conn,
-                "v.artifact_id = ?1 AND v.prerelease = 0",
-                &[&artifact],
-            )?;
-            sort_by_precedence(&mut rows, |r| &r.version);
-            rows.pop().ok_or_else(|| {
-                not_found(
-                    kind,
-                    format!("{name}:latest (no version that is not a pre-release)"),
-                )
-            })?
-        }
-        Selector::Stage(stage) => {
-            // The version that entered the stage most recently, so that promoting an older
-            // version (a rollback) takes effect at once.
-            let stage_text = stage.as_str();
-            let mut rows = versions_where(
-                store,
-                conn,
-                "v.id = (SELECT h.version_id FROM stage_history h JOIN versions x ON x.id = h.version_id \
-                 WHERE x.artifact_id = ?1 AND x.stage = ?2 AND h.to_stage = ?2 \
-                 ORDER BY h.id DESC LIMIT 1)",
-                &[&artifact, &stage_text],
-            )?;
-            rows.pop().ok_or_else(|| {
-                not_found(kind, format!("{name}@{stage} (no version in that stage)"))
-            })?
-        }
-        Selector::Alias(alias) => {
-            let mut rows = versions_where(
-                store,
-                conn,
-                "v.id = (SELECT version_id FROM aliases WHERE artifact_id = ?1 AND alias = ?2)",
-                &[&artifact, alias],
-            )?;
-            rows.pop().ok_or_else(|| {
-                not_found(kind, format!("{name}@{alias} (no such alias or stage)"))
-            })?
-        }
-    };
-    attach_labels(store, conn, std::slice::from_mut(&mut found))?;
-    Ok(found)
-}
-
-/// The version as a uniqueness key: build metadata does not make a different version.
-fn version_key(version: &Version) -> String {
-    let text = version.to_string();
-    match text.split_once('+') {
-        Some((key, _)) => key.to_string(),
-        None => text,
-    }
-}
-
-fn record_transition(
-    store: &SqliteMetaStore,
-    tx: &Transaction<'_>,
-    version_id: i64,
-    from: Option<Stage>,
-    to: Stage,
-    actor: &str,
-) -> Result<()> {
-    tx.execute(
-        "INSERT INTO stage_history (version_id, from_stage, to_stage, by) VALUES (?1, ?2, ?3, ?4)",
-        params![version_id, from.map(Stage::as_str), to.as_str(), actor],
-    )
-    .map_err(|e| store.err(e))?;
-    Ok(())
-}
-
-fn choose_version(
-    store: &SqliteMetaStore,
-    conn: &Connection,
-    kind: Kind,
-    name: &str,
-    choice: &VersionChoice,
-) -> Result<Version> {
-    match choice {
-        VersionChoice::Exact(version) => {
-            if let Some(artifact) = artifact_id(store, conn, kind, name)? {
-                let key = version_key(version);
-                let existing: Option<String> = conn
-                    .query_row(
-                        "SELECT version FROM versions WHERE artifact_id = ?1 AND version_key = ?2",
-                        params![artifact, key],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(|e| store.err(e))?;
-                if let Some(existing) = existing {
-                    return Err(CoreError::VersionExists {
-                        message: format!(
-                            "{kind} {name}:{existing} is already registered; versions are \
-                             immutable — register a new version (e.g. with --bump patch)"
-                        ),
-                    });
-                }
-            }
-            let deleted: Option<String> = conn
-                .prepare_cached(
-                    "SELECT version FROM lineage_nodes WHERE kind = ?1 AND name = ?2 \
-                     AND version_key = ?3 AND deleted_at IS NOT NULL",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![kind.as_str(), name, version_key(version)], |r| {
-                        r.get(0)
-                    })
-                    .optional()
-                })
-                .map_err(|e| store.err(e))?;
-            if let Some(deleted) = deleted {
-                return Err(CoreError::VersionExists {
-                    message: format!(
-                        "{kind} {name}:{deleted} was deleted and its number is kept in the \
-                         lineage history; version numbers are never reused — register another \
-                         (e.g. with --bump patch)"
-                    ),
-                });
-            }
-            Ok(version.clone())
-        }
-        VersionChoice::Bump(part) => {
-            // Deleted versions count: their numbers are never given out again.
-            let mut known: Vec<String> = conn
-                .prepare_cached(
-                    "SELECT version FROM lineage_nodes WHERE kind = ?1 AND name = ?2 \
-                     AND version IS NOT NULL",
-                )
-                .and_then(|mut s| {
-                    s.query_map(params![kind.as_str(), name], |r| r.get(0))
-                        .and_then(|rows| rows.collect())
-                })
-                .map_err(|e| store.err(e))?;
-            sort_by_precedence(&mut known, |v| v);
-            Ok(match known.pop() {
-                None => Version::initial(*part),
-                Some(highest) => Version::parse(&highest)?.bump(*part)?,
-            })
-        }
-    }
+    rules::resolve(&mut SqliteTx { store, conn }, kind, reference)
 }
 
 impl MetadataStore for SqliteMetaStore {
     fn precheck(&self, kind: Kind, name: &str, choice: &VersionChoice) -> Result<()> {
-        self.read(|conn| choose_version(self, conn, kind, name, choice).map(drop))
+        self.read(|conn| {
+            rules::choose_version(&mut SqliteTx { store: self, conn }, kind, name, choice).map(drop)
+        })
     }
 
     fn insert_version(&self, new: &NewVersion) -> Result<VersionRecord> {
-        let name = validate_name(&new.name)?;
-        let tags = new
-            .tags
-            .iter()
-            .map(|(k, v)| validate_tag(k, v))
-            .collect::<Result<Vec<_>>>()?;
-        let size = to_sql_int(new.size)?;
-        let file_count = to_sql_int(new.file_count)?;
         self.write(|tx| {
-            let version = choose_version(self, tx, new.kind, &name, &new.version)?;
-            tx.execute(
-                "INSERT OR IGNORE INTO artifacts (kind, name) VALUES (?1, ?2)",
-                params![new.kind.as_str(), name],
+            rules::insert_version(
+                &mut SqliteTx {
+                    store: self,
+                    conn: tx,
+                },
+                new,
             )
-            .map_err(|e| self.err(e))?;
-            let artifact = artifact_id(self, tx, new.kind, &name)?.ok_or_else(|| CoreError::Database {
-                path: self.path.clone(),
-                message: "artifact row vanished inside its transaction".into(),
-            })?;
-            tx.execute(
-                "INSERT INTO versions (artifact_id, version, version_key, prerelease, digest, layout, \
-                 size, file_count, description, card, created_by, run_id, mode) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                params![
-                    artifact,
-                    version.to_string(),
-                    version_key(&version),
-                    version.is_prerelease(),
-                    new.digest.to_hex(),
-                    new.layout.as_str(),
-                    size,
-                    file_count,
-                    new.description,
-                    new.card,
-                    new.actor,
-                    new.run_id,
-                    new.mode.map(|m| m & 0o777),
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-            let version_id = tx.last_insert_rowid();
-            {
-                let mut object = tx
-                    .prepare_cached("INSERT OR IGNORE INTO objects (digest, size) VALUES (?1, ?2)")
-                    .map_err(|e| self.err(e))?;
-                let mut link = tx
-                    .prepare_cached("INSERT OR IGNORE INTO version_objects (version_id, digest) VALUES (?1, ?2)")
-                    .map_err(|e| self.err(e))?;
-                // In address order, so that a directory's many objects go into the digest-keyed
-                // B-trees as appends and neighbours rather than at random pages.
-                let mut objects: Vec<&(Digest, u64)> = new.objects.iter().collect();
-                objects.sort_unstable_by_key(|(digest, _)| *digest);
-                for (digest, object_size) in objects {
-                    let hex = digest.to_hex();
-                    object
-                        .execute(params![hex, to_sql_int(*object_size)?])
-                        .map_err(|e| self.err(e))?;
-                    link.execute(params![version_id, hex]).map_err(|e| self.err(e))?;
-                }
-                let mut tag = tx
-                    .prepare_cached("INSERT OR REPLACE INTO tags (version_id, key, value) VALUES (?1, ?2, ?3)")
-                    .map_err(|e| self.err(e))?;
-                for (key, value) in &tags {
-                    tag.execute(params![version_id, key, value]).map_err(|e| self.err(e))?;
-                }
-            }
-            record_transition(self, tx, version_id, None, Stage::Development, &new.actor)?;
-            let key = version_key(&version);
-            let reference = Reference {
-                name: name.clone(),
-                selector: Selector::Exact(version),
-            };
-            let record = resolve_in(self, tx, new.kind, &reference)?;
-            let node = lineage::add_version_node(self, tx, &record, &key)?;
-            lineage::record_version_edges(
-                self,
-                tx,
-                &node,
-                &new.lineage,
-                new.run_id.as_deref(),
-                &new.actor,
-            )?;
-            Ok(record)
         })
     }
 
@@ -1042,45 +803,11 @@ impl MetadataStore for SqliteMetaStore {
         actor: &str,
     ) -> Result<VersionRecord> {
         self.write(|tx| {
-            let record = resolve_in(self, tx, kind, reference)?;
-            record.stage.check_transition(to)?;
-            if to == Stage::Production && archive_existing {
-                let artifact = artifact_id(self, tx, kind, &record.name)?.unwrap_or_default();
-                let production = Stage::Production.as_str();
-                let current = versions_where(
-                    self,
-                    tx,
-                    "v.artifact_id = ?1 AND v.stage = ?2 AND v.id != ?3",
-                    &[&artifact, &production, &record.id],
-                )?;
-                for old in current {
-                    tx.execute(
-                        "UPDATE versions SET stage = 'archived' WHERE id = ?1",
-                        [old.id],
-                    )
-                    .map_err(|e| self.err(e))?;
-                    record_transition(
-                        self,
-                        tx,
-                        old.id,
-                        Some(Stage::Production),
-                        Stage::Archived,
-                        actor,
-                    )?;
-                }
-            }
-            if record.stage == to {
-                return Ok(record);
-            }
-            tx.execute(
-                "UPDATE versions SET stage = ?1 WHERE id = ?2",
-                params![to.as_str(), record.id],
-            )
-            .map_err(|e| self.err(e))?;
-            record_transition(self, tx, record.id, Some(record.stage), to, actor)?;
-            let mut updated = record;
-            updated.stage = to;
-            Ok(updated)
+            let mut tx = SqliteTx {
+                store: self,
+                conn: tx,
+            };
+            rules::transition(&mut tx, kind, reference, to, archive_existing, actor)
         })
     }
 
@@ -1116,55 +843,30 @@ impl MetadataStore for SqliteMetaStore {
     }
 
     fn set_alias(&self, kind: Kind, reference: &Reference, alias: &str) -> Result<VersionRecord> {
-        let alias = validate_alias(alias)?;
-        if Stage::parse(&alias).is_ok() {
-            return Err(CoreError::InvalidInput {
-                message: format!(
-                    "{alias:?} is a stage name and cannot be an alias; pick another name"
-                ),
-            });
-        }
-        if alias == "latest" {
-            return Err(CoreError::InvalidInput {
-                message: "\"latest\" is reserved and cannot be an alias; pick another name".into(),
-            });
-        }
         self.write(|tx| {
-            let record = resolve_in(self, tx, kind, reference)?;
-            let artifact = artifact_id(self, tx, kind, &record.name)?.unwrap_or_default();
-            tx.execute(
-                "INSERT INTO aliases (artifact_id, alias, version_id) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (artifact_id, alias) DO UPDATE SET version_id = excluded.version_id",
-                params![artifact, alias, record.id],
+            rules::set_alias(
+                &mut SqliteTx {
+                    store: self,
+                    conn: tx,
+                },
+                kind,
+                reference,
+                alias,
             )
-            .map_err(|e| self.err(e))?;
-            let again = Reference {
-                name: record.name.clone(),
-                selector: Selector::Exact(Version::parse(&record.version)?),
-            };
-            resolve_in(self, tx, kind, &again)
         })
     }
 
     fn delete_alias(&self, kind: Kind, name: &str, alias: &str) -> Result<()> {
-        let name = validate_name(name)?;
-        let alias = validate_alias(alias)?;
         self.write(|tx| {
-            let Some(artifact) = artifact_id(self, tx, kind, &name)? else {
-                return Err(not_found(kind, format!("{name:?}")));
-            };
-            let deleted = tx
-                .execute(
-                    "DELETE FROM aliases WHERE artifact_id = ?1 AND alias = ?2",
-                    params![artifact, alias],
-                )
-                .map_err(|e| self.err(e))?;
-            if deleted == 0 {
-                return Err(CoreError::NotFound {
-                    message: format!("{kind} {name} has no alias {alias:?}"),
-                });
-            }
-            Ok(())
+            rules::delete_alias(
+                &mut SqliteTx {
+                    store: self,
+                    conn: tx,
+                },
+                kind,
+                name,
+                alias,
+            )
         })
     }
 
@@ -1174,24 +876,16 @@ impl MetadataStore for SqliteMetaStore {
         reference: &Reference,
         tags: &[(String, String)],
     ) -> Result<VersionRecord> {
-        let tags = tags
-            .iter()
-            .map(|(k, v)| validate_tag(k, v))
-            .collect::<Result<Vec<_>>>()?;
         self.write(|tx| {
-            let record = resolve_in(self, tx, kind, reference)?;
-            for (key, value) in &tags {
-                tx.execute(
-                    "INSERT OR REPLACE INTO tags (version_id, key, value) VALUES (?1, ?2, ?3)",
-                    params![record.id, key, value],
-                )
-                .map_err(|e| self.err(e))?;
-            }
-            let again = Reference {
-                name: record.name.clone(),
-                selector: Selector::Exact(Version::parse(&record.version)?),
-            };
-            resolve_in(self, tx, kind, &again)
+            rules::set_tags(
+                &mut SqliteTx {
+                    store: self,
+                    conn: tx,
+                },
+                kind,
+                reference,
+                tags,
+            )
         })
     }
 
@@ -1303,7 +997,7 @@ impl MetadataStore for SqliteMetaStore {
     }
 
     fn find_node(&self, node: &NodeRef) -> Result<NodeRecord> {
-        self.read(|conn| lineage::find_node(self, conn, node))
+        self.read(|conn| rules::lineage::find_node(&mut SqliteTx { store: self, conn }, node))
     }
 
     fn add_edge(
@@ -1315,9 +1009,13 @@ impl MetadataStore for SqliteMetaStore {
         actor: &str,
     ) -> Result<bool> {
         self.write(|tx| {
-            let from = lineage::find_node(self, tx, from)?;
-            let to = lineage::find_node(self, tx, to)?;
-            lineage::insert_edge(self, tx, &from, &to, relation, params, actor, false)
+            let tx = &mut SqliteTx {
+                store: self,
+                conn: tx,
+            };
+            let from = rules::lineage::find_node(tx, from)?;
+            let to = rules::lineage::find_node(tx, to)?;
+            rules::lineage::add_edge(tx, &from, &to, relation, params, actor, false)
         })
     }
 
@@ -1376,49 +1074,15 @@ impl MetadataStore for SqliteMetaStore {
         force: bool,
     ) -> Result<VersionRecord> {
         self.write_freeing(|tx| {
-            let record = resolve_in(self, tx, kind, reference)?;
-            if record.stage == Stage::Production && !force {
-                return Err(CoreError::InvalidInput {
-                    message: format!(
-                        "{kind} {} is in production; archive it first, or pass --force \
-                         (force=True) to delete it anyway",
-                        record.label()
-                    ),
-                });
-            }
-            let runs: i64 = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM runs WHERE recipe_version_id = ?1",
-                    [record.id],
-                    |r| r.get(0),
-                )
-                .map_err(|e| self.err(e))?;
-            if runs > 0 {
-                return Err(CoreError::InvalidInput {
-                    message: format!(
-                        "{kind} {} has {runs} run(s) that record it; a recipe with runs is kept",
-                        record.label()
-                    ),
-                });
-            }
-            for table in ["aliases", "tags", "version_objects", "stage_history"] {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE version_id = ?1"),
-                    [record.id],
-                )
-                .map_err(|e| self.err(e))?;
-            }
-            lineage::bury(self, tx, record.id)?;
-            tx.execute("DELETE FROM versions WHERE id = ?1", [record.id])
-                .map_err(|e| self.err(e))?;
-            // A name with no version left disappears from listings.
-            tx.execute(
-                "DELETE FROM artifacts WHERE kind = ?1 AND name = ?2 \
-                 AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.artifact_id = artifacts.id)",
-                params![kind.as_str(), record.name],
+            rules::delete_version(
+                &mut SqliteTx {
+                    store: self,
+                    conn: tx,
+                },
+                kind,
+                reference,
+                force,
             )
-            .map_err(|e| self.err(e))?;
-            Ok(record)
         })
     }
 
@@ -1512,6 +1176,7 @@ impl MetadataStore for SqliteMetaStore {
 
 mod lineage;
 mod runs;
+mod tx;
 
 #[cfg(test)]
 mod tests;

@@ -2,10 +2,12 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{resolve_in, SqliteMetaStore};
-use crate::meta::runs::{validate_metric, validate_run_id};
+use super::tx::SqliteTx;
+use super::{resolve_in, to_sql_int, SqliteMetaStore};
+use crate::meta::rules::runs as rules;
+use crate::meta::tx::{RowId, RunTx};
 use crate::meta::{Kind, MetricPoint, NewRun, Reference, RunRecord, RunStatus};
-use crate::{CoreError, Digest, Result};
+use crate::{Digest, Result};
 
 const RUN_COLUMNS: &str = "r.id, a.name || ':' || v.version, r.status, r.params, r.environment, \
      r.started_at, r.finished_at, r.error, r.created_by, r.heartbeat_at";
@@ -55,79 +57,20 @@ pub(super) fn resolve_run(
     conn: &Connection,
     id_or_prefix: &str,
 ) -> Result<RunRecord> {
-    let prefix = validate_run_id(id_or_prefix, true)?;
-    let pattern = format!("{prefix}%");
-    let mut found = runs_where(
-        store,
-        conn,
-        "r.id LIKE ?1 ORDER BY r.id LIMIT 2",
-        &[&pattern],
-    )?;
-    match found.len() {
-        0 => Err(CoreError::NotFound {
-            message: format!("no run {prefix}; `pacha run list` shows the runs"),
-        }),
-        1 => Ok(found.remove(0)),
-        _ => Err(CoreError::InvalidInput {
-            message: format!("run id prefix {prefix} is ambiguous; give more characters"),
-        }),
-    }
-}
-
-/// The run, which must be running, inside a write transaction; every write to a run is a
-/// sign of life, so its heartbeat is noted.
-fn running(store: &SqliteMetaStore, conn: &Connection, run_id: &str) -> Result<RunRecord> {
-    let run = resolve_run(store, conn, run_id)?;
-    if run.status.is_final() {
-        return Err(CoreError::InvalidInput {
-            message: format!(
-                "run {} has finished ({}); start a new run to log more",
-                run.id, run.status
-            ),
-        });
-    }
-    conn.execute(
-        "UPDATE runs SET heartbeat_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
-        [&run.id],
-    )
-    .map_err(|e| store.err(e))?;
-    Ok(run)
+    rules::resolve_run(&mut SqliteTx { store, conn }, id_or_prefix)
 }
 
 /// Note that a running run is alive (its tracker calls this while nothing else is written).
 pub(super) fn heartbeat(store: &SqliteMetaStore, run_id: &str) -> Result<()> {
-    store.write(|tx| running(store, tx, run_id).map(drop))
+    store.write(|tx| rules::running(&mut SqliteTx { store, conn: tx }, run_id).map(drop))
 }
 
 pub(super) fn create_run(store: &SqliteMetaStore, new: &NewRun) -> Result<RunRecord> {
-    let id = validate_run_id(&new.id, false)?;
-    store.write(|tx| {
-        let recipe_id = match &new.recipe {
-            Some(reference) => Some(resolve_in(store, tx, Kind::Recipe, reference)?.id),
-            None => None,
-        };
-        tx.execute(
-            "INSERT INTO runs (id, recipe_version_id, status, params, environment, created_by) \
-             VALUES (?1, ?2, 'running', ?3, ?4, ?5)",
-            params![id, recipe_id, new.params, new.environment, new.actor],
-        )
-        .map_err(|e| store.err(e))?;
-        let node = super::lineage::add_run_node(store, tx, &id)?;
-        super::lineage::record_run_edges(store, tx, &node, recipe_id, &new.used, &new.actor)?;
-        resolve_run(store, tx, &id)
-    })
+    store.write(|tx| rules::create_run(&mut SqliteTx { store, conn: tx }, new))
 }
 
 pub(super) fn set_params(store: &SqliteMetaStore, run_id: &str, params_json: &str) -> Result<()> {
-    store.write(|tx| {
-        let run = running(store, tx, run_id)?;
-        tx.execute(
-            "UPDATE runs SET params = ?1 WHERE id = ?2",
-            params![params_json, run.id],
-        )
-        .map_err(|e| store.err(e))?;
-        Ok(())
-    })
+    store.write(|tx| rules::set_params(&mut SqliteTx { store, conn: tx }, run_id, params_json))
 }
 
 pub(super) fn log_metrics(
@@ -135,23 +78,7 @@ pub(super) fn log_metrics(
     run_id: &str,
     points: &[MetricPoint],
 ) -> Result<()> {
-    for p in points {
-        validate_metric(&p.name, p.value)?;
-    }
-    store.write(|tx| {
-        let run = running(store, tx, run_id)?;
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO metrics (run_id, name, step, value, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .map_err(|e| store.err(e))?;
-        for p in points {
-            insert
-                .execute(params![run.id, p.name, p.step, p.value, p.at])
-                .map_err(|e| store.err(e))?;
-        }
-        Ok(())
-    })
+    store.write(|tx| rules::log_metrics(&mut SqliteTx { store, conn: tx }, run_id, points))
 }
 
 pub(super) fn log_at_next_step(
@@ -160,32 +87,7 @@ pub(super) fn log_at_next_step(
     values: &[(String, f64)],
     at: f64,
 ) -> Result<i64> {
-    for (name, value) in values {
-        validate_metric(name, *value)?;
-    }
-    store.write(|tx| {
-        let run = running(store, tx, run_id)?;
-        // Computed inside the write transaction: two processes logging at once get
-        // consecutive steps, never the same one.
-        let step: i64 = tx
-            .query_row(
-                "SELECT COALESCE(MAX(step), -1) + 1 FROM metrics WHERE run_id = ?1",
-                [&run.id],
-                |r| r.get(0),
-            )
-            .map_err(|e| store.err(e))?;
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO metrics (run_id, name, step, value, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .map_err(|e| store.err(e))?;
-        for (name, value) in values {
-            insert
-                .execute(params![run.id, name, step, value, at])
-                .map_err(|e| store.err(e))?;
-        }
-        Ok(step)
-    })
+    store.write(|tx| rules::log_at_next_step(&mut SqliteTx { store, conn: tx }, run_id, values, at))
 }
 
 pub(super) fn finish_run(
@@ -194,21 +96,7 @@ pub(super) fn finish_run(
     status: RunStatus,
     error: Option<&str>,
 ) -> Result<RunRecord> {
-    if !status.is_final() {
-        return Err(CoreError::InvalidInput {
-            message: format!("a run finishes as completed, failed or cancelled, not {status}"),
-        });
-    }
-    store.write(|tx| {
-        let run = running(store, tx, run_id)?;
-        tx.execute(
-            "UPDATE runs SET status = ?1, error = ?2, \
-             finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?3",
-            params![status.as_str(), error, run.id],
-        )
-        .map_err(|e| store.err(e))?;
-        resolve_run(store, tx, &run.id)
-    })
+    store.write(|tx| rules::finish_run(&mut SqliteTx { store, conn: tx }, run_id, status, error))
 }
 
 pub(super) fn list_runs(
@@ -333,19 +221,13 @@ pub(super) fn add_artifact(
     size: u64,
 ) -> Result<()> {
     store.write(|tx| {
-        let run = running(store, tx, run_id)?;
-        let hex = digest.to_hex();
-        tx.execute(
-            "INSERT OR IGNORE INTO objects (digest, size) VALUES (?1, ?2)",
-            params![hex, i64::try_from(size).unwrap_or(i64::MAX)],
+        rules::add_artifact(
+            &mut SqliteTx { store, conn: tx },
+            run_id,
+            name,
+            digest,
+            size,
         )
-        .map_err(|e| store.err(e))?;
-        tx.execute(
-            "INSERT OR REPLACE INTO run_artifacts (run_id, name, digest) VALUES (?1, ?2, ?3)",
-            params![run.id, name, hex],
-        )
-        .map_err(|e| store.err(e))?;
-        Ok(())
     })
 }
 
@@ -371,4 +253,103 @@ pub(super) fn artifacts(
         }
         Ok(out)
     })
+}
+
+impl RunTx for SqliteTx<'_> {
+    fn runs_with_prefix(&mut self, prefix: &str, limit: usize) -> Result<Vec<RunRecord>> {
+        // Run ids are validated hex, so the prefix holds no LIKE wildcard.
+        let pattern = format!("{prefix}%");
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        runs_where(
+            self.store,
+            self.conn,
+            "r.id LIKE ?1 ORDER BY r.id LIMIT ?2",
+            &[&pattern, &limit],
+        )
+    }
+
+    fn insert_run(&mut self, new: &NewRun, id: &str, recipe: Option<RowId>) -> Result<()> {
+        let (store, conn) = (self.store, self.conn);
+        conn.execute(
+            "INSERT INTO runs (id, recipe_version_id, status, params, environment, created_by) \
+             VALUES (?1, ?2, 'running', ?3, ?4, ?5)",
+            params![id, recipe, new.params, new.environment, new.actor],
+        )
+        .map_err(|e| store.err(e))?;
+        Ok(())
+    }
+
+    fn touch_run(&mut self, id: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET heartbeat_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+                [id],
+            )
+            .map_err(|e| self.store.err(e))?;
+        Ok(())
+    }
+
+    fn set_run_params(&mut self, id: &str, params: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET params = ?1 WHERE id = ?2",
+                params![params, id],
+            )
+            .map_err(|e| self.store.err(e))?;
+        Ok(())
+    }
+
+    fn highest_step(&mut self, id: &str) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT MAX(step) FROM metrics WHERE run_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.store.err(e))
+    }
+
+    fn insert_metrics(&mut self, id: &str, points: &[MetricPoint]) -> Result<()> {
+        let mut insert = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO metrics (run_id, name, step, value, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(|e| self.store.err(e))?;
+        for p in points {
+            insert
+                .execute(params![id, p.name, p.step, p.value, p.at])
+                .map_err(|e| self.store.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn end_run(&mut self, id: &str, status: RunStatus, error: Option<&str>) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET status = ?1, error = ?2, \
+                 finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?3",
+                params![status.as_str(), error, id],
+            )
+            .map_err(|e| self.store.err(e))?;
+        Ok(())
+    }
+
+    fn put_run_artifact(&mut self, id: &str, name: &str, digest: &Digest, size: u64) -> Result<()> {
+        let hex = digest.to_hex();
+        let size = to_sql_int(size)?;
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO objects (digest, size) VALUES (?1, ?2)",
+                params![hex, size],
+            )
+            .map_err(|e| self.store.err(e))?;
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO run_artifacts (run_id, name, digest) VALUES (?1, ?2, ?3)",
+                params![id, name, hex],
+            )
+            .map_err(|e| self.store.err(e))?;
+        Ok(())
+    }
 }

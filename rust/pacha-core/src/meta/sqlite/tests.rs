@@ -1,4 +1,5 @@
 use super::*;
+use crate::meta::Version;
 
 fn store() -> (tempfile::TempDir, SqliteMetaStore) {
     let dir = tempfile::tempdir().expect("tempdir");
