@@ -1045,3 +1045,44 @@ def test_fast_record_construction_matches_model_construct(
     assert fast.__pydantic_private__ == slow.__pydantic_private__
     with pytest.raises(ValueError):
         fast.name = "other"  # type: ignore[misc]
+
+
+def test_errors_carry_a_stable_code_and_each_edge_words_the_remedy(
+    reg: pacha.Registry, tmp_path: Path, cli
+) -> None:
+    """The core's messages name no flag: the Python API says force=True / bump=, the CLI
+    says --force / --bump, and scripts read the code."""
+    source = tmp_path / "m.bin"
+    source.write_bytes(b"weights")
+    reg.register_model("m", source, "1.0.0")
+    with pytest.raises(pacha.AlreadyExistsError) as again:
+        reg.register_model("m", source, "1.0.0")
+    assert again.value.code == "version_exists"
+    assert again.value.remedy == "new_version"
+    assert 'bump="patch"' in str(again.value) and "--bump" not in str(again.value)
+
+    reg.stage_model("m:1.0.0", "staging")
+    reg.stage_model("m:1.0.0", "production")
+    with pytest.raises(pacha.InvalidInputError) as guarded:
+        reg.delete_model("m:1.0.0")
+    assert guarded.value.code == "in_production"
+    assert "force=True" in str(guarded.value) and "--force" not in str(guarded.value)
+
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"")
+    with pytest.raises(pacha.AlreadyExistsError) as exists:
+        reg.download_model("m:1.0.0", out)
+    assert exists.value.code == "already_exists" and exists.value.remedy == "replace"
+    assert "force=True" in str(exists.value) and "--force" not in str(exists.value)
+
+    with pytest.raises(pacha.NotFoundError) as missing:
+        reg.get_model("nope:1.0.0")
+    assert missing.value.code == "not_found" and missing.value.remedy is None
+
+    refused = cli("model", "register", "m", str(source), "-v", "1.0.0")
+    assert refused.returncode == 1
+    assert "--bump patch" in refused.stderr and "bump=" not in refused.stderr
+    refused = cli("model", "delete", "m:1.0.0")
+    assert "--force" in refused.stderr and "force=True" not in refused.stderr
+    refused = cli("model", "download", "m:1.0.0", "-o", str(out))
+    assert "pass --force to replace it" in refused.stderr and "force=True" not in refused.stderr

@@ -131,9 +131,21 @@ def describe_error(exc: BaseException) -> str:
     return one_line(_describe(exc))
 
 
+#: The command line's words for what a user can pass to go ahead where an error refused
+#: (`PachaError.remedy`); the Python API words the same remedies as ``force=True``/``bump=``.
+_CLI_REMEDIES = {
+    "replace": "; pass --force to replace it",
+    "force_delete": ", or pass --force to delete it anyway",
+    "new_version": " (e.g. with --bump patch)",
+}
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, PachaError):
-        return " ".join(str(exc).split())
+        text = exc.detail if exc.detail is not None else str(exc)
+        if exc.remedy is not None:
+            text += _CLI_REMEDIES.get(exc.remedy, "")
+        return " ".join(text.split())
     if isinstance(exc, OSError):
         what = exc.strerror or str(exc)
         where = f"{exc.filename}: " if exc.filename else ""

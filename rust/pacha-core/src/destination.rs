@@ -36,7 +36,7 @@ pub(crate) fn prepare_file(dest: &Path, overwrite: bool) -> Result<PathBuf> {
             return Err(CoreError::InvalidInput {
                 message: format!(
                     "{}: is a {}; pacha writes regular files and will not replace it, even \
-                     with --force; choose another output path",
+                     when asked to; choose another output path",
                     dest.display(),
                     crate::fsutil::file_kind(&m)
                 ),

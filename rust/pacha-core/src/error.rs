@@ -1,5 +1,10 @@
 //! The one error type of the core. The Python binding maps every variant onto an exception
 //! class (see `rust/pacha-py/src/errors.rs`), so adding a variant is a compile error there.
+//!
+//! Every error has a stable [`CoreError::code`] for scripts, and messages say what is wrong
+//! and how to fix it in words that hold for every caller. What a caller can ask for to go
+//! ahead anyway is a [`Remedy`], worded by each edge in its own terms (the CLI's `--force`,
+//! the Python API's `force=True`), so that neither leaks into the other.
 
 use std::io;
 use std::path::PathBuf;
@@ -46,7 +51,7 @@ pub enum CoreError {
     )]
     SourceChanged { path: PathBuf, detail: String },
 
-    #[error("{}: already exists; pass overwrite=True (CLI: --force) to replace it", path.display())]
+    #[error("{}: already exists", path.display())]
     AlreadyExists { path: PathBuf },
 
     #[error("invalid digest {text:?}: expected 64 lowercase hexadecimal characters (a BLAKE3-256 digest)")]
@@ -64,9 +69,13 @@ pub enum CoreError {
     #[error("{message}")]
     NotFound { message: String },
 
-    /// A version that is already registered.
+    /// A version that is already registered (or was, and was deleted).
     #[error("{message}")]
     VersionExists { message: String },
+
+    /// A version in production, which a delete leaves alone unless forced.
+    #[error("{message}")]
+    InProduction { message: String },
 
     #[error("cannot move a version from {from} to {to}; from {from} it can go to: {allowed}")]
     InvalidTransition {
@@ -122,7 +131,66 @@ pub enum CoreError {
     Internal { message: String },
 }
 
+/// What a caller can ask for to go ahead where an error refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// Replace what is at the destination (CLI `--force`, Python `force=True`).
+    Replace,
+    /// Delete a version in production anyway (CLI `--force`, Python `force=True`).
+    ForceDelete,
+    /// Register under another version number (CLI `--bump`, Python `bump=`).
+    NewVersion,
+}
+
+impl Remedy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Remedy::Replace => "replace",
+            Remedy::ForceDelete => "force_delete",
+            Remedy::NewVersion => "new_version",
+        }
+    }
+}
+
 impl CoreError {
+    /// A stable name of the kind of error, for scripts (`--json`, `PachaError.code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            CoreError::Io { .. } => "io",
+            CoreError::IsADirectory { .. } => "is_a_directory",
+            CoreError::NotARegularFile { .. } => "not_a_regular_file",
+            CoreError::ObjectNotFound { .. } => "object_not_found",
+            CoreError::Integrity { .. } => "integrity",
+            CoreError::SourceChanged { .. } => "source_changed",
+            CoreError::AlreadyExists { .. } => "already_exists",
+            CoreError::InvalidDigest { .. } => "invalid_digest",
+            CoreError::Cancelled => "cancelled",
+            CoreError::InvalidInput { .. } => "invalid_input",
+            CoreError::NotFound { .. } => "not_found",
+            CoreError::VersionExists { .. } => "version_exists",
+            CoreError::InProduction { .. } => "in_production",
+            CoreError::InvalidTransition { .. } => "invalid_transition",
+            CoreError::Busy { .. } => "busy",
+            CoreError::Database { .. } => "database",
+            CoreError::LineageCycle { .. } => "lineage_cycle",
+            CoreError::Corrupt { .. } => "corrupt",
+            CoreError::Unsafe { .. } => "unsafe_registry",
+            CoreError::ReadOnly { .. } => "read_only",
+            CoreError::MissingDatabase { .. } => "missing_database",
+            CoreError::Internal { .. } => "internal",
+        }
+    }
+
+    /// What the caller can ask for to go ahead anyway, if anything.
+    pub fn remedy(&self) -> Option<Remedy> {
+        match self {
+            CoreError::AlreadyExists { .. } => Some(Remedy::Replace),
+            CoreError::InProduction { .. } => Some(Remedy::ForceDelete),
+            CoreError::VersionExists { .. } => Some(Remedy::NewVersion),
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         CoreError::Io {
             path: path.into(),

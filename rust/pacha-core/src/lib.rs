@@ -23,5 +23,5 @@ pub mod store;
 pub mod tree;
 
 pub use digest::Digest;
-pub use error::{CoreError, Result};
+pub use error::{CoreError, Remedy, Result};
 pub use progress::Progress;

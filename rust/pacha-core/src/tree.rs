@@ -522,7 +522,7 @@ fn foreign_entries(root: &Path, manifest: &Manifest) -> Result<Vec<String>> {
                     root,
                     &format!(
                         "holds a mount point ({relative}); pacha will not replace a directory \
-                         holding another file system, even with --force; choose another output"
+                         holding another file system, even when asked to; choose another output"
                     ),
                 ));
             }

@@ -7,7 +7,7 @@
 use std::io;
 use std::path::Path;
 
-use pacha_core::CoreError;
+use pacha_core::{CoreError, Remedy};
 use pyo3::exceptions::{
     PyFileExistsError, PyFileNotFoundError, PyIsADirectoryError, PyNotADirectoryError, PyOSError,
     PyPermissionError,
@@ -28,8 +28,42 @@ pyo3::import_exception!(pacha.errors, UnsafeRegistryError);
 pyo3::import_exception!(pacha.errors, ReadOnlyRegistryError);
 pyo3::import_exception!(pacha.errors, InternalError);
 
+/// The Python API's words for what a caller can pass to go ahead anyway (the CLI words the
+/// same remedies as `--force` and `--bump`, in `pacha/cli/output.py`).
+fn python_hint(remedy: Remedy) -> &'static str {
+    match remedy {
+        Remedy::Replace => {
+            "; pass force=True to replace it (overwrite=True for ObjectStore.export)"
+        }
+        Remedy::ForceDelete => ", or pass force=True to delete it anyway",
+        Remedy::NewVersion => " (e.g. bump=\"patch\")",
+    }
+}
+
+/// The exception for `err`, its message worded for Python callers, with the error's stable
+/// `code`, its `detail` (the message without the Python wording) and its `remedy` as
+/// attributes, so that the CLI can word the remedy its own way.
 pub(crate) fn to_py(err: CoreError) -> PyErr {
-    let message = err.to_string();
+    let code = err.code();
+    let detail = err.to_string();
+    let remedy = err.remedy();
+    let py_err = exception(err, remedy.map(python_hint));
+    Python::attach(|py| {
+        let value = py_err.value(py);
+        for (name, attribute) in [
+            ("code", Some(code)),
+            ("detail", Some(detail.as_str())),
+            ("remedy", remedy.map(Remedy::as_str)),
+        ] {
+            // Only fails on an object without attributes, which these classes are not.
+            let _ = value.setattr(name, attribute);
+        }
+    });
+    py_err
+}
+
+fn exception(err: CoreError, hint: Option<&str>) -> PyErr {
+    let message = format!("{err}{}", hint.unwrap_or(""));
     match err {
         CoreError::Io { path, source } => os_error(&path, &source),
         CoreError::IsADirectory { path } => {
@@ -55,6 +89,7 @@ pub(crate) fn to_py(err: CoreError) -> PyErr {
         CoreError::InvalidInput { .. } => InvalidInputError::new_err(message),
         CoreError::NotFound { .. } => NotFoundError::new_err(message),
         CoreError::VersionExists { .. } => AlreadyExistsError::new_err(message),
+        CoreError::InProduction { .. } => InvalidInputError::new_err(message),
         CoreError::InvalidTransition { .. } => InvalidTransitionError::new_err(message),
         CoreError::Busy { .. } => RegistryBusyError::new_err(message),
         CoreError::Database { .. } => DatabaseError::new_err(message),

@@ -48,7 +48,7 @@ pub(crate) fn choose_version(
                     return Err(CoreError::VersionExists {
                         message: format!(
                             "{kind} {name}:{} is already registered; versions are immutable — \
-                             register a new version (e.g. with --bump patch)",
+                             register a new version",
                             existing.version
                         ),
                     });
@@ -58,8 +58,7 @@ pub(crate) fn choose_version(
                 return Err(CoreError::VersionExists {
                     message: format!(
                         "{kind} {name}:{deleted} was deleted and its number is kept in the \
-                         lineage history; version numbers are never reused — register another \
-                         (e.g. with --bump patch)"
+                         lineage history; version numbers are never reused — register another"
                     ),
                 });
             }
@@ -292,10 +291,9 @@ pub(crate) fn delete_version(
 ) -> Result<VersionRecord> {
     let record = resolve(tx, kind, reference)?;
     if record.stage == Stage::Production && !force {
-        return Err(CoreError::InvalidInput {
+        return Err(CoreError::InProduction {
             message: format!(
-                "{kind} {} is in production; archive it first, or pass --force \
-                 (force=True) to delete it anyway",
+                "{kind} {} is in production; archive it first",
                 record.label()
             ),
         });
