@@ -99,6 +99,8 @@ TEMPLATES: list[list[str]] = [
     ["hash", ARG],
     ["stats", ARG],
     ["--registry", ARG, "model", "list"],
+    ["--objects", ARG, "stats"],
+    ["config", "show", ARG],
 ]
 
 

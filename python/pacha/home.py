@@ -1,4 +1,6 @@
-"""Where the registry lives: ``--registry PATH``, else ``$PACHA_HOME``, else ``~/.pacha``."""
+"""Where the registry lives: the registry directory to open (resolved by `pacha.config`:
+``--registry``, else ``$PACHA_REGISTRY``, else ``$PACHA_HOME``, else the config file, else
+``~/.pacha``)."""
 
 from __future__ import annotations
 
@@ -6,25 +8,22 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
 
+from pacha.config import OBJECTS_DIR, registry_directory
+
 if TYPE_CHECKING:
     from pacha._core import ObjectStore
 
 __all__ = ["OBJECTS_DIR", "open_store", "registry_path"]
 
-#: The object store's directory inside a registry (see docs/store-format.md).
-OBJECTS_DIR = "objects"
-
 PathLike = Union[str, "os.PathLike[str]"]
 
 
 def registry_path(path: Optional[PathLike] = None) -> Path:
-    """The registry directory to use: ``path``, else ``$PACHA_HOME``, else ``~/.pacha``."""
-    if path is not None and str(path) != "":
-        return Path(path).expanduser()
-    env = os.environ.get("PACHA_HOME")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".pacha"
+    """The registry directory to use: ``path``, else ``$PACHA_REGISTRY``, else
+    ``$PACHA_HOME``, else the config file's ``registry.metadata``, else ``~/.pacha`` (see
+    `pacha.config`). A location this build cannot open (PostgreSQL metadata, S3 objects) is
+    refused with `InvalidInputError`."""
+    return registry_directory(path)
 
 
 def open_store(

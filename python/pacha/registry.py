@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union, cast
 
 from pacha import _core, records
+from pacha.config import registry_directory
 from pacha.errors import InvalidInputError, NotFoundError
-from pacha.home import registry_path
 from pacha.records import stored_object
 
 if TYPE_CHECKING:
@@ -231,20 +231,32 @@ def _tag_pairs(tags: Optional[Mapping[str, str]]) -> list[tuple[str, str]]:
 
 
 class Registry:
-    """A pacha registry: ``Registry()`` opens ``$PACHA_HOME`` (else ``~/.pacha``).
+    """A pacha registry: ``Registry()`` opens the one configured (``$PACHA_REGISTRY``, else
+    ``$PACHA_HOME``, else the config file, else ``~/.pacha``; see `pacha.config`).
 
     References are ``name:1.2.0``, ``name:latest``, ``name@production`` or ``name@champion``;
     every method that takes one also accepts a bare name plus ``version=``.
     """
 
     def __init__(
-        self, path: Optional[PathLike] = None, *, read_only: bool = False, create: bool = True
+        self,
+        path: Optional[PathLike] = None,
+        *,
+        metadata: Optional[PathLike] = None,
+        objects: Optional[PathLike] = None,
+        read_only: bool = False,
+        create: bool = True,
     ) -> None:
-        """Open the registry at ``path`` (default ``$PACHA_HOME``, else ``~/.pacha``), creating
-        it unless ``create=False``. A registry this user or file system may only read opens
-        read-only (`read_only_reason` says why; writes raise `ReadOnlyRegistryError`);
+        """Open the registry at ``path`` (default: as configured, see `pacha.config`),
+        creating it unless ``create=False``. ``metadata`` is another name for ``path``;
+        ``objects`` is where the bytes live (default: the registry directory's own store).
+        PostgreSQL metadata and S3 objects are recognised but refused by this build
+        (`InvalidInputError`, nothing created).
+
+        A registry this user or file system may only read opens read-only
+        (`read_only_reason` says why; writes raise `ReadOnlyRegistryError`);
         ``read_only=True`` opens it so on purpose and never changes anything."""
-        self.path = registry_path(path)
+        self.path = registry_directory(path, metadata=metadata, objects=objects)
         self._core = _core.Registry(self.path, read_only=read_only, create=create)
 
     @property
@@ -766,6 +778,8 @@ class Registry:
 
         if depth is not None and (isinstance(depth, bool) or depth < 0):
             raise InvalidInputError(f"depth must be a whole number of edges ≥ 0, not {depth!r}")
+        if depth is not None and depth > 0xFFFF_FFFF:
+            depth = None  # farther than any graph reaches: no limit (the core counts in u32)
         result = self._core.lineage(node_text(node), direction, depth, list(relations), list(kinds))
         return Lineage(result, direction)
 

@@ -19,6 +19,11 @@ from pacha.cli import hashing
 
 #: Command groups built on demand: name → (module, attribute, one-line help for the listing).
 LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
+    "config": (
+        "pacha.cli.config",
+        "app",
+        "Where the registry lives: each setting, its value and where it came from.",
+    ),
     "data": (
         "pacha.cli.artifacts",
         "data_app",
@@ -118,8 +123,24 @@ def _global_options(
         Optional[str],
         typer.Option(
             "--registry",
-            metavar="PATH",
-            help="Registry directory (default: $PACHA_HOME, else ~/.pacha).",
+            metavar="PATH|URL",
+            help="The registry: its directory (or file:///PATH; postgresql://USER@HOST:PORT/DB "
+            "is recognised but not supported by this build yet). Default: $PACHA_REGISTRY, "
+            "else $PACHA_HOME, else registry.metadata in the config file ($PACHA_CONFIG, else "
+            "$XDG_CONFIG_HOME/pacha/config.toml, else ~/.config/pacha/config.toml), else "
+            "~/.pacha. `pacha config show` shows what is in force.",
+        ),
+    ] = None,
+    objects: Annotated[
+        Optional[str],
+        typer.Option(
+            "--objects",
+            metavar="PATH|URL",
+            help="Where the registry's bytes live: by default the registry directory's own "
+            "store (s3://BUCKET/PREFIX is recognised but not supported by this build yet). "
+            "Default: $PACHA_OBJECTS, else registry.objects in the config file, each used only "
+            "when the registry comes from the same place or a lower one (a registry given by "
+            "--registry brings its own store).",
         ),
     ] = None,
     version: Annotated[
@@ -129,7 +150,7 @@ def _global_options(
         ),
     ] = False,
 ) -> None:
-    ctx.obj = {"registry": registry}
+    ctx.obj = {"registry": registry, "objects": objects}
 
 
 @app.command("init")
@@ -141,10 +162,11 @@ def init(
 
     Example: pacha --registry ./reg init
     """
+    from pacha.cli.options import registry_directory
     from pacha.cli.output import print_json
     from pacha.registry import Registry
 
-    registry = Registry(ctx.obj["registry"])
+    registry = Registry(registry_directory(ctx))
     path = registry.path.resolve()
     read_only = registry.read_only_reason
     if json_out:
@@ -349,10 +371,11 @@ def recover(
     Names, versions, stages, aliases, tags, cards, runs and lineage lived in the database and
     cannot be recovered. Nothing is deleted: the old database file is kept aside.
     """
+    from pacha.cli.options import registry_directory
     from pacha.cli.output import human_size, print_json
     from pacha.recover import recover as run_recovery
 
-    report = run_recovery(ctx.obj["registry"])
+    report = run_recovery(registry_directory(ctx))
     if json_out:
         print_json(report.to_json())
         return

@@ -6,6 +6,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pacha.config import RegistryLocation
     from pacha.registry import Registry
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
@@ -20,6 +23,27 @@ TagOption = Annotated[
 ]
 
 
+def registry_location(ctx: typer.Context, *, read_config: bool = False) -> "RegistryLocation":
+    """Where the registry lives, from ``--registry``/``--objects``, the environment, the
+    config file and the defaults (see `pacha.config`)."""
+    from pacha.config import resolve
+
+    given = ctx.find_root().obj or {}
+    return resolve(
+        given.get("registry"),
+        given.get("objects"),
+        metadata_source="command line --registry",
+        objects_source="command line --objects",
+        read_config=read_config,
+    )
+
+
+def registry_directory(ctx: typer.Context) -> "Path":
+    """The registry directory in force; one line (`InvalidInputError`) when it is a location
+    this build cannot open (PostgreSQL metadata, S3 objects), before anything is created."""
+    return registry_location(ctx).local_registry()
+
+
 def open_registry(
     ctx: typer.Context, *, read_only: bool = False, create: bool = True
 ) -> "Registry":
@@ -28,7 +52,7 @@ def open_registry(
     clean an existing registry (verify, gc) pass ``create=False``."""
     from pacha.registry import Registry
 
-    return Registry(ctx.find_root().obj["registry"], read_only=read_only, create=create)
+    return Registry(registry_directory(ctx), read_only=read_only, create=create)
 
 
 def parse_pairs(items: Optional[list[str]], what: str) -> dict[str, str]:
