@@ -3,11 +3,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from services import PostgresCluster, S3Server, ServiceUnavailable, start_postgres, start_s3
+
+T = TypeVar("T")
 
 settings.register_profile(
     "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -15,6 +21,16 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.register_profile("thorough", max_examples=1000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# An AWS SDK in this process or its children never asks 169.254.169.254 for credentials.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+# A developer's own registry settings must never reach the tests (PACHA_REGISTRY would win
+# over the PACHA_HOME every test sets; a config file could name a team registry).
+for _setting in ("PACHA_REGISTRY", "PACHA_OBJECTS", "PACHA_CONFIG"):
+    os.environ.pop(_setting, None)
+os.environ["XDG_CONFIG_HOME"] = os.path.join(
+    os.environ.get("TMPDIR", "/tmp"), f"pacha-tests-no-config-{os.getpid()}"
+)
 
 
 @dataclass
@@ -50,3 +66,59 @@ def cli(registry: Path, tmp_path: Path):
         )
 
     return run
+
+
+# --- real services (tests/services.py): started on first use, once per session -------------
+# A service that cannot start skips the tests that need it, with the reason; with
+# PACHA_REQUIRE_SERVICES=1 (set by CI) those tests fail instead.
+
+
+def _start_service(what: str, start: Callable[[], T]) -> T:
+    try:
+        return start()
+    except ServiceUnavailable as e:
+        error = e  # skip or fail outside the except block: no chained traceback
+    if os.environ.get("PACHA_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{what} could not start (PACHA_REQUIRE_SERVICES=1): {error}", pytrace=False)
+    pytest.skip(f"{what} could not start: {error.one_line()}")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL 15 cluster on 127.0.0.1: `.new_database()`, `.url(db)`
+    (superuser `postgres`, trusted), `.user_url(db)` (role `pacha` with `.password`)."""
+    cluster = _start_service("PostgreSQL 15", start_postgres)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_db(postgres: PostgresCluster) -> str:
+    """The name of a fresh, empty database owned by the password role `pacha`."""
+    return postgres.new_database()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """A SeaweedFS S3 server on 127.0.0.1 that enforces SigV4: `.endpoint_url`, `.region`,
+    `.access_key`, `.secret_key`, `.new_bucket()`, `.client()` (boto3), `.env()`."""
+    server = _start_service("S3 (SeaweedFS weed mini)", start_s3)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            # An SDK that is not told otherwise talks to this server, never to AWS.
+            mp.setenv("AWS_ENDPOINT_URL", server.endpoint_url)
+            mp.setenv("AWS_DEFAULT_REGION", server.region)
+            no_proxy = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1,localhost"]))
+            mp.setenv("NO_PROXY", no_proxy)
+            mp.setenv("no_proxy", no_proxy)
+            yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3: S3Server) -> str:
+    """The name of a fresh, empty bucket on the `s3` server."""
+    return s3.new_bucket()
