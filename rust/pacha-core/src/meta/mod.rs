@@ -7,7 +7,10 @@
 //! inside its own transaction (`sqlite` today). The vocabulary (names, versions, stages,
 //! references) is in the other submodules.
 
+#[cfg(test)]
+mod conformance;
 pub mod names;
+mod postgres;
 pub mod reference;
 mod rules;
 pub mod runs;
@@ -22,6 +25,7 @@ use std::fmt;
 use crate::lineage::{LineageRows, NodeRecord, NodeRef, Relation};
 use crate::{Digest, Result};
 
+pub use postgres::PostgresMetaStore;
 pub use reference::{Reference, Selector};
 pub use runs::{MetricPoint, NewRun, RunRecord, RunStatus};
 pub use sqlite::SqliteMetaStore;
