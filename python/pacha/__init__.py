@@ -24,6 +24,7 @@ from pacha._core import (
 )
 from pacha.errors import (
     AlreadyExistsError,
+    BackendError,
     CancelledError,
     DatabaseError,
     IntegrityError,
@@ -116,6 +117,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "AlreadyExistsError",
     "ArtifactVersion",
+    "BackendError",
     "CancelledError",
     "DatabaseError",
     "DatasetVersion",

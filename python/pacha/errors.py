@@ -13,6 +13,7 @@ from typing import Optional
 
 __all__ = [
     "AlreadyExistsError",
+    "BackendError",
     "CancelledError",
     "DatabaseError",
     "IntegrityError",
@@ -109,6 +110,14 @@ class ReadOnlyRegistryError(PachaError, PermissionError):
     registry that is not shared with your group, or one opened with ``read_only=True``."""
 
     code = "read_only"
+
+
+class BackendError(PachaError, ConnectionError):
+    """A remote service the registry runs on (an S3-compatible object store, PostgreSQL)
+    failed or refused: unreachable, wrong credentials, a missing bucket. The message names
+    what to check and never holds a secret."""
+
+    code = "backend"
 
 
 class InternalError(PachaError):

@@ -126,6 +126,15 @@ pub enum CoreError {
     )]
     MissingDatabase { root: PathBuf, database: PathBuf },
 
+    /// A remote service (an S3-compatible object store, PostgreSQL) that failed or refused:
+    /// unreachable, wrong credentials, a missing bucket. `location` never holds a secret.
+    #[error("{service} at {location}: {message}")]
+    Backend {
+        service: &'static str,
+        location: String,
+        message: String,
+    },
+
     /// A bug: a panic caught before it reached the caller.
     #[error("internal error: {message}; this is a bug in pacha — please report it")]
     Internal { message: String },
@@ -177,6 +186,7 @@ impl CoreError {
             CoreError::Unsafe { .. } => "unsafe_registry",
             CoreError::ReadOnly { .. } => "read_only",
             CoreError::MissingDatabase { .. } => "missing_database",
+            CoreError::Backend { .. } => "backend",
             CoreError::Internal { .. } => "internal",
         }
     }

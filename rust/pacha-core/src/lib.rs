@@ -19,6 +19,7 @@ pub mod meta;
 mod parallel;
 pub mod progress;
 pub mod registry;
+mod runtime;
 pub mod store;
 pub mod tree;
 

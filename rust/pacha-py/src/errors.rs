@@ -27,6 +27,7 @@ pyo3::import_exception!(pacha.errors, LineageCycleError);
 pyo3::import_exception!(pacha.errors, UnsafeRegistryError);
 pyo3::import_exception!(pacha.errors, ReadOnlyRegistryError);
 pyo3::import_exception!(pacha.errors, InternalError);
+pyo3::import_exception!(pacha.errors, BackendError);
 
 /// The Python API's words for what a caller can pass to go ahead anyway (the CLI words the
 /// same remedies as `--force` and `--bump`, in `pacha/cli/output.py`).
@@ -98,6 +99,7 @@ fn exception(err: CoreError, hint: Option<&str>) -> PyErr {
         CoreError::Unsafe { .. } => UnsafeRegistryError::new_err(message),
         CoreError::ReadOnly { .. } => ReadOnlyRegistryError::new_err(message),
         CoreError::MissingDatabase { .. } => DatabaseError::new_err(message),
+        CoreError::Backend { .. } => BackendError::new_err(message),
         CoreError::Internal { .. } => InternalError::new_err(message),
     }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use pacha_core::store::{self, Expected, LocalStore};
+use pacha_core::store::{self, Expected, LocalStore, S3Store};
 use pacha_core::Digest;
 use pyo3::prelude::*;
 
@@ -16,7 +16,7 @@ fn parse_digest(text: &str) -> PyResult<Digest> {
     Digest::parse(text).map_err(to_py)
 }
 
-/// A content-addressed object store (today: a local directory).
+/// A content-addressed object store: a local directory, or an S3-compatible bucket.
 #[pyclass(frozen, module = "pacha._core")]
 #[derive(Debug)]
 pub struct ObjectStore(Arc<dyn store::ObjectStore>);
@@ -34,6 +34,19 @@ impl ObjectStore {
     fn new(py: Python<'_>, root: PathBuf) -> PyResult<Self> {
         let local = detached(py, || LocalStore::open(root))?;
         Ok(ObjectStore(Arc::new(local)))
+    }
+
+    /// Open the store at `location`: `s3://BUCKET/PREFIX` (configured from the `AWS_*`
+    /// environment, checked to answer), else a local directory (created if needed).
+    #[staticmethod]
+    fn open(py: Python<'_>, location: &str) -> PyResult<Self> {
+        let store: Arc<dyn store::ObjectStore> = if location.starts_with("s3://") {
+            Arc::new(detached(py, || S3Store::open(location))?)
+        } else {
+            let root = PathBuf::from(location);
+            Arc::new(detached(py, || LocalStore::open(root))?)
+        };
+        Ok(ObjectStore(store))
     }
 
     /// Where the store lives.

@@ -7,6 +7,7 @@
 mod copy;
 mod local;
 mod pack;
+mod s3;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use crate::{Digest, Progress, Result};
 pub use local::{LocalStore, SMALL_OBJECT_MAX};
 pub(crate) use pack::PACK_DIR;
 pub use pack::PACK_MAX;
+pub use s3::{S3Location, S3Store};
 
 /// The result of putting bytes into the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

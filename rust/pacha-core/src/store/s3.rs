@@ -1,0 +1,700 @@
+//! The object store in an S3-compatible bucket (AWS S3, SeaweedFS, MinIO, ...), through the
+//! Apache Arrow `object_store` crate.
+//!
+//! Layout: `s3://BUCKET/PREFIX/objects/<first 2 hex>/<64 hex>`, the local store's shard
+//! scheme (see docs/store-format.md). Objects are immutable and content-addressed, so a put
+//! asks first whether the address exists (a conditional PUT still sends the whole body) and
+//! writes with `If-None-Match: *`, for which "already exists" is success. Every byte read
+//! back is re-hashed before it is trusted.
+//!
+//! Credentials and endpoint come the way the AWS tools take them (`AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`, `AWS_REGION`, ...); requests are path-style
+//! (what S3-compatible servers expect) and plain HTTP only when the endpoint says `http://`.
+//! Every request has a bounded time and a bounded number of retries.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as Key;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore as Blobs, ObjectStoreExt, PutMode, PutOptions,
+    PutPayload, RetryConfig, WriteMultipart,
+};
+
+use super::{
+    Expected, ExportOptions, ObjectInfo, ObjectStore, Problem, ProblemKind, PutOutcome, SyncBatch,
+    TempSweep, VerifyReport,
+};
+use crate::error::IoContext;
+use crate::{destination, hash, CoreError, Digest, Progress, Result};
+
+/// Objects up to this size go up in one PUT; larger ones in parts of this size.
+const PART_SIZE: usize = 16 << 20;
+/// Parts of one object in flight at once (memory: this many parts).
+const PARTS_IN_FLIGHT: usize = 4;
+/// Large objects are read back in ranges of this size, each its own bounded request.
+const READ_RANGE: u64 = 32 << 20;
+
+/// Where the bucket is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct S3Location {
+    pub bucket: String,
+    /// Key prefix inside the bucket, without leading or trailing slashes (may be empty).
+    pub prefix: String,
+}
+
+impl S3Location {
+    /// Parse `s3://BUCKET[/PREFIX]`.
+    pub fn parse(uri: &str) -> Result<Self> {
+        let invalid = |why: &str| CoreError::InvalidInput {
+            message: format!("invalid object store URL {uri:?}: {why}; write s3://BUCKET/PREFIX"),
+        };
+        let rest = uri
+            .strip_prefix("s3://")
+            .ok_or_else(|| invalid("it does not start with s3://"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        // S3's bucket naming rules: 3-63 of lowercase letters, digits, '.' and '-'.
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+        if !bucket_ok {
+            return Err(invalid(
+                "the bucket name must be 3 to 63 lowercase letters, digits, '.' or '-'",
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix
+            .split('/')
+            .any(|part| part == "." || part == ".." || (part.is_empty() && !prefix.is_empty()))
+            || prefix.chars().any(char::is_control)
+        {
+            return Err(invalid(
+                "the prefix has an empty, '.' or '..' component or a control character",
+            ));
+        }
+        Ok(S3Location {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        })
+    }
+
+    pub fn uri(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+}
+
+/// The object store in a bucket.
+pub struct S3Store {
+    location: S3Location,
+    /// How to build a client: after `fork`, a child builds its own (the parent's connections
+    /// belong to a runtime whose threads the child does not have).
+    builder: AmazonS3Builder,
+    client: Mutex<Option<(u32, Arc<dyn Blobs>)>>,
+}
+
+impl std::fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the client: its configuration holds credentials.
+        f.debug_struct("S3Store")
+            .field("location", &self.location.uri())
+            .finish()
+    }
+}
+
+/// rustls needs one process-wide crypto provider; `ring` is the one built in.
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Fails only when another provider is installed already, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl S3Store {
+    /// Open the store at `s3://BUCKET/PREFIX`, configured from the `AWS_*` environment, and
+    /// check that the bucket answers (a clear error within a bounded time if not).
+    pub fn open(uri: &str) -> Result<Self> {
+        let location = S3Location::parse(uri)?;
+        install_crypto_provider();
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&location.bucket)
+            .with_virtual_hosted_style_request(false);
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+            .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+            .or_else(|_| std::env::var("AWS_ENDPOINT"))
+            .ok()
+            .filter(|e| !e.is_empty());
+        if let Some(endpoint) = &endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+            // S3-compatible servers accept any region; AWS itself redirects.
+            builder = builder.with_region("us-east-1");
+        } else if let Ok(region) = std::env::var("AWS_REGION") {
+            builder = builder.with_region(region);
+        }
+        let plain_http = endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://"));
+        let options = ClientOptions::new()
+            .with_allow_http(plain_http)
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(120));
+        let retry = RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(30),
+        };
+        let store = S3Store {
+            location,
+            builder: builder.with_client_options(options).with_retry(retry),
+            client: Mutex::new(None),
+        };
+        store.check_reachable()?;
+        Ok(store)
+    }
+
+    /// One listing request: a wrong endpoint, a wrong secret or a missing bucket fails here,
+    /// at open, rather than in the middle of an upload.
+    fn check_reachable(&self) -> Result<()> {
+        let prefix = self.objects_prefix();
+        let blobs = self.blobs()?;
+        self.block_on(async {
+            let mut listing = blobs.list(Some(&prefix));
+            match listing.next().await {
+                None | Some(Ok(_)) => Ok(()),
+                Some(Err(e)) => Err(e),
+            }
+        })
+    }
+
+    /// This process's client for the bucket.
+    fn blobs(&self) -> Result<Arc<dyn Blobs>> {
+        let mut slot = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        let pid = std::process::id();
+        if let Some((owner, blobs)) = slot.as_ref() {
+            if *owner == pid {
+                return Ok(Arc::clone(blobs));
+            }
+        }
+        let blobs: Arc<dyn Blobs> = Arc::new(
+            self.builder
+                .clone()
+                .build()
+                .map_err(|e| backend_error(&self.location.uri(), &e))?,
+        );
+        *slot = Some((pid, Arc::clone(&blobs)));
+        Ok(blobs)
+    }
+
+    /// Run a request to completion on this process's runtime.
+    fn block_on<T>(
+        &self,
+        work: impl std::future::Future<Output = object_store::Result<T>>,
+    ) -> Result<T> {
+        crate::runtime::runtime()?
+            .block_on(work)
+            .map_err(|e| backend_error(&self.location.uri(), &e))
+    }
+
+    /// [`Self::block_on`], with the crate's error kept for the caller to match.
+    fn request<T>(
+        &self,
+        work: impl std::future::Future<Output = object_store::Result<T>>,
+    ) -> Result<object_store::Result<T>> {
+        Ok(crate::runtime::runtime()?.block_on(work))
+    }
+
+    fn objects_prefix(&self) -> Key {
+        if self.location.prefix.is_empty() {
+            Key::from("objects")
+        } else {
+            Key::from(format!("{}/objects", self.location.prefix))
+        }
+    }
+
+    fn key(&self, digest: &Digest) -> Key {
+        let hex = digest.to_hex();
+        let shard = &hex[..2];
+        if self.location.prefix.is_empty() {
+            Key::from(format!("objects/{shard}/{hex}"))
+        } else {
+            Key::from(format!("{}/objects/{shard}/{hex}", self.location.prefix))
+        }
+    }
+
+    /// What a key names, shown in messages (`s3://bucket/key`).
+    fn display(&self, digest: &Digest) -> PathBuf {
+        PathBuf::from(format!(
+            "s3://{}/{}",
+            self.location.bucket,
+            self.key(digest)
+        ))
+    }
+
+    /// The digest an object key names, if it is a well-formed object key.
+    fn digest_of(&self, key: &Key) -> Option<Digest> {
+        let text = key.as_ref();
+        let rest = text
+            .strip_prefix(self.objects_prefix().as_ref())?
+            .strip_prefix('/')?;
+        let (shard, hex) = rest.split_once('/')?;
+        let digest = Digest::parse(hex).ok()?;
+        (shard == &hex[..2]).then_some(digest)
+    }
+
+    fn head(&self, digest: &Digest) -> Result<Option<u64>> {
+        let key = self.key(digest);
+        match self.request(self.blobs()?.head(&key))? {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(backend_error(&self.location.uri(), &e)),
+        }
+    }
+
+    /// PUT if absent; true when this call stored it.
+    fn put_small(&self, digest: &Digest, data: Bytes) -> Result<bool> {
+        let key = self.key(digest);
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        let blobs = self.blobs()?;
+        match self.request(blobs.put_opts(&key, PutPayload::from_bytes(data), options))? {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e) => Err(backend_error(&self.location.uri(), &e)),
+        }
+    }
+
+    /// Upload an opened file whose digest is known, re-hashing what is sent: if the file
+    /// changed since it was hashed, the upload is aborted and nothing is stored.
+    fn upload(
+        &self,
+        mut file: File,
+        source: &Path,
+        digest: &Digest,
+        size: u64,
+        progress: &Progress,
+    ) -> Result<()> {
+        let changed = || CoreError::SourceChanged {
+            path: source.into(),
+            detail: "its contents differ between hashing and uploading".into(),
+        };
+        if size <= PART_SIZE as u64 {
+            let mut data = Vec::with_capacity(size as usize);
+            (&mut file)
+                .take(size + 1)
+                .read_to_end(&mut data)
+                .at(source)?;
+            if data.len() as u64 != size || hash::hash_slice(&data) != *digest {
+                return Err(changed());
+            }
+            self.put_small(digest, Bytes::from(data))?;
+            progress.advance(size);
+            return Ok(());
+        }
+        let key = self.key(digest);
+        let runtime = crate::runtime::runtime()?;
+        // `WriteMultipart::put` spawns each part's request on the current runtime.
+        let _inside = runtime.enter();
+        let upload = self.block_on(self.blobs()?.put_multipart(&key))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut hasher = blake3::Hasher::new();
+        let mut sent = 0u64;
+        let result = (|| -> Result<()> {
+            loop {
+                progress.check()?;
+                runtime
+                    .block_on(writer.wait_for_capacity(PARTS_IN_FLIGHT))
+                    .map_err(|e| backend_error(&self.location.uri(), &e))?;
+                let mut part = vec![0u8; PART_SIZE];
+                let n = hash::read_full(&mut file, source, &mut part)?;
+                if n == 0 {
+                    break;
+                }
+                part.truncate(n);
+                hasher.update(&part);
+                sent += n as u64;
+                writer.put(Bytes::from(part));
+                progress.advance(n as u64);
+            }
+            if sent != size || Digest::from(hasher.finalize()) != *digest {
+                return Err(changed());
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.block_on(writer.finish())?;
+                Ok(())
+            }
+            Err(e) => {
+                // Leave no incomplete upload behind (gc aborts any a crash leaves).
+                let _ = runtime.block_on(writer.abort());
+                Err(e)
+            }
+        }
+    }
+
+    /// Stream an object through `sink`, hashing it; returns its digest and length. Large
+    /// objects are read in bounded ranges, each its own request.
+    fn read_hashing(
+        &self,
+        digest: &Digest,
+        progress: &Progress,
+        mut sink: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<(Digest, u64)> {
+        let size = self
+            .head(digest)?
+            .ok_or(CoreError::ObjectNotFound { digest: *digest })?;
+        let key = self.key(digest);
+        let blobs = self.blobs()?;
+        let mut hasher = blake3::Hasher::new();
+        let mut at = 0u64;
+        while at < size {
+            progress.check()?;
+            let range: Range<u64> = at..size.min(at + READ_RANGE);
+            let data = self.block_on(blobs.get_range(&key, range.clone()))?;
+            if data.is_empty() {
+                break;
+            }
+            hasher.update(&data);
+            sink(&data)?;
+            progress.advance(data.len() as u64);
+            at += data.len() as u64;
+        }
+        Ok((hasher.finalize().into(), at))
+    }
+
+    fn integrity(&self, digest: &Digest, actual: Digest) -> CoreError {
+        CoreError::Integrity {
+            expected: *digest,
+            actual,
+            path: self.display(digest),
+        }
+    }
+
+    fn check_one(&self, expected: &Expected, progress: &Progress) -> Result<Option<Problem>> {
+        let digest = expected.digest;
+        let path = self.display(&digest);
+        let problem = |kind, detail: String| {
+            Some(Problem {
+                kind,
+                digest: Some(digest),
+                path: path.clone(),
+                detail,
+            })
+        };
+        let Some(size) = self.head(&digest)? else {
+            return Ok(problem(ProblemKind::Missing, "not in the bucket".into()));
+        };
+        if let Some(recorded) = expected.size {
+            if size < recorded {
+                return Ok(problem(
+                    ProblemKind::Truncated,
+                    format!("{size} bytes where {recorded} were recorded"),
+                ));
+            }
+        }
+        let (actual, _) = self.read_hashing(&digest, progress, |_| Ok(()))?;
+        if actual == digest {
+            return Ok(None);
+        }
+        Ok(problem(
+            ProblemKind::Corrupt,
+            format!("its bytes hash to {actual}"),
+        ))
+    }
+
+    /// Hash an opened file, then upload it unless its address is stored already. With
+    /// `count_total`, adds the bytes it will read to `progress`'s total.
+    fn put_opened(
+        &self,
+        mut file: File,
+        meta: &std::fs::Metadata,
+        source: &Path,
+        progress: &Progress,
+        count_total: bool,
+    ) -> Result<PutOutcome> {
+        let size = meta.len();
+        if count_total {
+            progress.add_total(size);
+        }
+        // Hash first (local and fast): the address decides whether anything is sent.
+        let mut hasher = hash::Hasher::new();
+        hash::update_read_ahead(&mut hasher, &mut file, source, progress)?;
+        let digest: Digest = hasher.finalize().into();
+        if self.head(&digest)? == Some(size) {
+            return Ok(PutOutcome {
+                digest,
+                size,
+                written: false,
+            });
+        }
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).at(source)?;
+        if count_total {
+            progress.add_total(size);
+        }
+        self.upload(file, source, &digest, size, progress)?;
+        Ok(PutOutcome {
+            digest,
+            size,
+            written: true,
+        })
+    }
+
+    fn list_keys(&self) -> Result<Vec<object_store::ObjectMeta>> {
+        // The crate pages through ListObjectsV2 (1,000 keys a page) for us.
+        let prefix = self.objects_prefix();
+        let blobs = self.blobs()?;
+        self.block_on(async {
+            let mut out = Vec::new();
+            let mut listing = blobs.list(Some(&prefix));
+            while let Some(meta) = listing.next().await {
+                out.push(meta?);
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// One line for a failed request: what failed and what to check, never a credential.
+fn backend_error(location: &str, error: &object_store::Error) -> CoreError {
+    let text = error.to_string();
+    let lower = text.to_ascii_lowercase();
+    let message = if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") {
+        "the bucket does not exist; create it, or check the bucket name".to_string()
+    } else if lower.contains("signaturedoesnotmatch")
+        || lower.contains("invalidaccesskeyid")
+        || lower.contains("accessdenied")
+        || lower.contains("403")
+    {
+        "access denied; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the profile) and \
+         the bucket's permissions"
+            .to_string()
+    } else if lower.contains("connect")
+        || lower.contains("dns")
+        || lower.contains("timed out")
+        || lower.contains("timeout")
+    {
+        "cannot reach the object store; check AWS_ENDPOINT_URL and that the server runs".to_string()
+    } else {
+        // The crate's own words, first line only (they name the key, never a secret).
+        text.lines().next().unwrap_or("request failed").to_string()
+    };
+    CoreError::Backend {
+        service: "object store",
+        location: location.to_string(),
+        message,
+    }
+}
+
+impl ObjectStore for S3Store {
+    fn location(&self) -> String {
+        self.location.uri()
+    }
+
+    fn put_file(&self, source: &Path, progress: &Progress) -> Result<PutOutcome> {
+        let (file, meta) = crate::fsutil::open_regular(source)?;
+        self.put_open_file(file, &meta, source, progress)
+    }
+
+    fn put_open_file(
+        &self,
+        file: File,
+        meta: &std::fs::Metadata,
+        source: &Path,
+        progress: &Progress,
+    ) -> Result<PutOutcome> {
+        self.put_opened(file, meta, source, progress, true)
+    }
+
+    fn put_bytes(&self, data: &[u8]) -> Result<PutOutcome> {
+        let digest = hash::hash_slice(data);
+        let written = self.put_small(&digest, Bytes::copy_from_slice(data))?;
+        Ok(PutOutcome {
+            digest,
+            size: data.len() as u64,
+            written,
+        })
+    }
+
+    fn put_open_file_batched(
+        &self,
+        file: File,
+        meta: &std::fs::Metadata,
+        source: &Path,
+        progress: &Progress,
+        _batch: &SyncBatch,
+    ) -> Result<PutOutcome> {
+        // Every put is durable when it returns: a batch has nothing to defer.
+        self.put_opened(file, meta, source, progress, false)
+    }
+
+    fn finish_batch(&self, _batch: &SyncBatch) -> Result<()> {
+        Ok(())
+    }
+
+    fn contains(&self, digest: &Digest) -> Result<bool> {
+        Ok(self.head(digest)?.is_some())
+    }
+
+    fn size_of(&self, digest: &Digest) -> Result<Option<u64>> {
+        self.head(digest)
+    }
+
+    fn export(
+        &self,
+        digest: &Digest,
+        dest: &Path,
+        options: ExportOptions,
+        progress: &Progress,
+    ) -> Result<u64> {
+        let parent = destination::prepare_file(dest, options.overwrite)?;
+        let size = self
+            .head(digest)?
+            .ok_or(CoreError::ObjectNotFound { digest: *digest })?;
+        progress.add_total(size);
+        let mut part = destination::part_file(&parent, options.mode)?;
+        let part_path = part.path().to_path_buf();
+        let (actual, written) = self.read_hashing(digest, progress, |data| {
+            part.as_file_mut().write_all(data).at(&part_path)
+        })?;
+        if actual != *digest {
+            // Dropping `part` deletes the partial output.
+            return Err(self.integrity(digest, actual));
+        }
+        destination::publish_file(part, dest, options.overwrite, &parent)?;
+        Ok(written)
+    }
+
+    fn get_bytes(&self, digest: &Digest, max_len: u64) -> Result<Vec<u8>> {
+        let size = self
+            .head(digest)?
+            .ok_or(CoreError::ObjectNotFound { digest: *digest })?;
+        if size > max_len {
+            return Err(CoreError::Corrupt {
+                message: format!(
+                    "object {digest} is {size} bytes, more than the {max_len} expected here"
+                ),
+            });
+        }
+        let mut data = Vec::with_capacity(size as usize);
+        let (actual, _) = self.read_hashing(digest, &Progress::new(), |chunk| {
+            data.extend_from_slice(chunk);
+            Ok(())
+        })?;
+        if actual != *digest {
+            return Err(self.integrity(digest, actual));
+        }
+        Ok(data)
+    }
+
+    fn read_prefix(&self, digest: &Digest, len: usize) -> Result<Vec<u8>> {
+        let size = self
+            .head(digest)?
+            .ok_or(CoreError::ObjectNotFound { digest: *digest })?;
+        let end = size.min(len as u64);
+        if end == 0 {
+            return Ok(Vec::new());
+        }
+        let data = self.block_on(self.blobs()?.get_range(&self.key(digest), 0..end))?;
+        Ok(data.to_vec())
+    }
+
+    fn list(&self) -> Result<Vec<ObjectInfo>> {
+        let mut objects: Vec<ObjectInfo> = self
+            .list_keys()?
+            .into_iter()
+            .filter_map(|meta| {
+                Some(ObjectInfo {
+                    digest: self.digest_of(&meta.location)?,
+                    size: meta.size,
+                    modified: Some(SystemTime::from(meta.last_modified)),
+                })
+            })
+            .collect();
+        objects.sort_by_key(|o| o.digest);
+        Ok(objects)
+    }
+
+    fn verify(&self, expected: &[Expected], progress: &Progress) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        for item in expected {
+            let before = progress.done();
+            if let Some(problem) = self.check_one(item, progress)? {
+                report.problems.push(problem);
+            }
+            report.checked += 1;
+            report.bytes += progress.done().saturating_sub(before);
+        }
+        report.problems.sort_by_key(|p| (p.kind, p.digest));
+        Ok(report)
+    }
+
+    fn verify_all(&self, progress: &Progress) -> Result<VerifyReport> {
+        let listed = self.list()?;
+        progress.add_total(listed.iter().map(|o| o.size).sum());
+        let expected: Vec<Expected> = listed
+            .iter()
+            .map(|o| Expected {
+                digest: o.digest,
+                size: None,
+            })
+            .collect();
+        let mut report = self.verify(&expected, progress)?;
+        report.problems.extend(self.layout_problems()?);
+        Ok(report)
+    }
+
+    fn layout_problems(&self) -> Result<Vec<Problem>> {
+        Ok(self
+            .list_keys()?
+            .into_iter()
+            .filter(|meta| self.digest_of(&meta.location).is_none())
+            .map(|meta| Problem {
+                kind: ProblemKind::Stray,
+                digest: None,
+                path: PathBuf::from(format!("s3://{}/{}", self.location.bucket, meta.location)),
+                detail: "a key under the objects prefix that is not an object address".into(),
+            })
+            .collect())
+    }
+
+    fn remove(&self, digests: &[Digest]) -> Result<u64> {
+        let mut freed = 0;
+        for digest in digests {
+            if let Some(size) = self.head(digest)? {
+                match self.request(self.blobs()?.delete(&self.key(digest)))? {
+                    Ok(()) => freed += size,
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(backend_error(&self.location.uri(), &e)),
+                }
+            }
+        }
+        Ok(freed)
+    }
+
+    fn remove_stale_temps(&self, _older_than: SystemTime, _dry_run: bool) -> Result<TempSweep> {
+        // Uploads write no temporary keys; an interrupted multipart upload is aborted by the
+        // writer, and the bucket's lifecycle rule (or gc on a shared registry) removes what
+        // a killed process left.
+        Ok(TempSweep::default())
+    }
+}
