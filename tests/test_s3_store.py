@@ -43,7 +43,10 @@ def test_small_and_multipart_objects_round_trip_verified(
     for name, data in [("small.bin", small), ("large.bin", large)]:
         source = _file(tmp_path, name, data)
         put = store.put_file(source)
-        assert put.digest == blake3(data).hexdigest() and put.size == len(data) and put.written
+        assert put.digest == blake3(data).hexdigest() and put.size == len(data)
+        # Only a conditional PUT proves this call created the object; a multipart upload
+        # cannot be conditional, so it never claims the object (gc owns it if unreferenced).
+        assert put.written == (len(data) <= 16 << 20)
         again = store.put_file(source)
         assert not again.written, "the same bytes are not sent twice"
         out = tmp_path / f"out-{name}"
@@ -76,6 +79,22 @@ def test_a_forged_object_is_caught_by_verify_and_by_download(
     assert not out.exists() and not list(tmp_path.glob(".pacha-*"))
     with pytest.raises(pacha.IntegrityError):
         store.get_bytes(put.digest, 1 << 20)
+
+
+def test_an_object_of_the_wrong_size_is_replaced_by_adding_the_bytes_again(
+    store: ObjectStore, s3_env: Any, s3_bucket: str, tmp_path: Path
+) -> None:
+    data = b"weights " * 5000
+    source = _file(tmp_path, "w.bin", data)
+    put = store.put_file(source)
+    key = f"team/reg/objects/{put.digest[:2]}/{put.digest}"
+    s3_env.client().put_object(Bucket=s3_bucket, Key=key, Body=data[:100])
+    assert [p.kind for p in store.verify([(put.digest, len(data))]).problems] == ["truncated"]
+    store.put_file(source)
+    assert not store.verify([(put.digest, len(data))]).problems
+    out = tmp_path / "out.bin"
+    store.export(put.digest, out)
+    assert out.read_bytes() == data
 
 
 def test_missing_objects_and_strays_are_reported(
@@ -127,7 +146,16 @@ def test_a_misconfigured_store_is_one_clear_line_in_bounded_time(
 
 
 @pytest.mark.parametrize(
-    "uri", ["s3://", "s3://A/b", "s3://ab", "s3://bucket/../x", "s3://bucket/a//b", "s3://b\n/x"]
+    "uri",
+    [
+        "s3://",
+        "s3://A/b",
+        "s3://ab",
+        "s3://bucket/../x",
+        "s3://bucket/a//b",
+        "s3://b\n/x",
+        "s3://bucket/a~b",
+    ],
 )
 def test_malformed_bucket_urls_are_refused(uri: str) -> None:
     with pytest.raises(pacha.InvalidInputError, match="s3://BUCKET/PREFIX"):

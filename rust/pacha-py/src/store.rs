@@ -40,7 +40,10 @@ impl ObjectStore {
     /// environment, checked to answer), else a local directory (created if needed).
     #[staticmethod]
     fn open(py: Python<'_>, location: &str) -> PyResult<Self> {
-        let store: Arc<dyn store::ObjectStore> = if location.starts_with("s3://") {
+        let is_s3 = location
+            .get(..5)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("s3://"));
+        let store: Arc<dyn store::ObjectStore> = if is_s3 {
             Arc::new(detached(py, || S3Store::open(location))?)
         } else {
             let root = PathBuf::from(location);

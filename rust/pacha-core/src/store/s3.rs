@@ -57,7 +57,9 @@ impl S3Location {
             message: format!("invalid object store URL {uri:?}: {why}; write s3://BUCKET/PREFIX"),
         };
         let rest = uri
-            .strip_prefix("s3://")
+            .get(..5)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("s3://"))
+            .and_then(|_| uri.get(5..))
             .ok_or_else(|| invalid("it does not start with s3://"))?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         // S3's bucket naming rules: 3-63 of lowercase letters, digits, '.' and '-'.
@@ -71,13 +73,18 @@ impl S3Location {
             ));
         }
         let prefix = prefix.trim_matches('/');
+        // Keys are written exactly as given: characters the client would percent-encode
+        // (and empty, '.' or '..' components) are refused rather than silently changed.
         if prefix
             .split('/')
             .any(|part| part == "." || part == ".." || (part.is_empty() && !prefix.is_empty()))
-            || prefix.chars().any(char::is_control)
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-'))
         {
             return Err(invalid(
-                "the prefix has an empty, '.' or '..' component or a control character",
+                "the prefix may hold letters, digits, '.', '_', '-' and '/' between non-empty \
+                 components other than '.' and '..'",
             ));
         }
         Ok(S3Location {
@@ -264,11 +271,16 @@ impl S3Store {
         }
     }
 
-    /// PUT if absent; true when this call stored it.
-    fn put_small(&self, digest: &Digest, data: Bytes) -> Result<bool> {
+    /// PUT if absent (or, with `replace`, over a damaged copy); true when this call
+    /// stored it.
+    fn put_small(&self, digest: &Digest, data: Bytes, replace: bool) -> Result<bool> {
         let key = self.key(digest);
         let options = PutOptions {
-            mode: PutMode::Create,
+            mode: if replace {
+                PutMode::Overwrite
+            } else {
+                PutMode::Create
+            },
             ..PutOptions::default()
         };
         let blobs = self.blobs()?;
@@ -283,7 +295,11 @@ impl S3Store {
     }
 
     /// Upload an opened file whose digest is known, re-hashing what is sent: if the file
-    /// changed since it was hashed, the upload is aborted and nothing is stored.
+    /// changed since it was hashed, the upload is aborted and nothing is stored. `replace`
+    /// writes over a damaged copy. True only when this call surely created the object: a
+    /// multipart upload cannot be conditional, and an object another writer may also have
+    /// stored must never be deleted as ours if a registration fails (gc removes it if no
+    /// version ever references it).
     fn upload(
         &self,
         mut file: File,
@@ -291,7 +307,8 @@ impl S3Store {
         digest: &Digest,
         size: u64,
         progress: &Progress,
-    ) -> Result<()> {
+        replace: bool,
+    ) -> Result<bool> {
         let changed = || CoreError::SourceChanged {
             path: source.into(),
             detail: "its contents differ between hashing and uploading".into(),
@@ -305,9 +322,9 @@ impl S3Store {
             if data.len() as u64 != size || hash::hash_slice(&data) != *digest {
                 return Err(changed());
             }
-            self.put_small(digest, Bytes::from(data))?;
+            let created = self.put_small(digest, Bytes::from(data), replace)?;
             progress.advance(size);
-            return Ok(());
+            return Ok(created && !replace);
         }
         let key = self.key(digest);
         let runtime = crate::runtime::runtime()?;
@@ -324,7 +341,9 @@ impl S3Store {
                     .block_on(writer.wait_for_capacity(PARTS_IN_FLIGHT))
                     .map_err(|e| backend_error(&self.location.uri(), &e))?;
                 let mut part = vec![0u8; PART_SIZE];
-                let n = hash::read_full(&mut file, source, &mut part)?;
+                // Never more than the hashed size and one byte: a file that keeps growing
+                // is a changed source, not an endless upload.
+                let n = hash::read_full(&mut (&mut file).take(size + 1 - sent), source, &mut part)?;
                 if n == 0 {
                     break;
                 }
@@ -342,7 +361,8 @@ impl S3Store {
         match result {
             Ok(()) => {
                 self.block_on(writer.finish())?;
-                Ok(())
+                // Unconditional: another writer may have stored the same bytes meanwhile.
+                Ok(false)
             }
             Err(e) => {
                 // Leave no incomplete upload behind (gc aborts any a crash leaves).
@@ -440,7 +460,8 @@ impl S3Store {
         let mut hasher = hash::Hasher::new();
         hash::update_read_ahead(&mut hasher, &mut file, source, progress)?;
         let digest: Digest = hasher.finalize().into();
-        if self.head(&digest)? == Some(size) {
+        let existing = self.head(&digest)?;
+        if existing == Some(size) {
             return Ok(PutOutcome {
                 digest,
                 size,
@@ -448,14 +469,15 @@ impl S3Store {
             });
         }
         std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).at(source)?;
-        if count_total {
-            progress.add_total(size);
-        }
-        self.upload(file, source, &digest, size, progress)?;
+        // The upload reads the file again (even in a batch, whose caller counted one pass).
+        progress.add_total(size);
+        // An object of another size at this address is damaged: our verified bytes replace
+        // it.
+        let written = self.upload(file, source, &digest, size, progress, existing.is_some())?;
         Ok(PutOutcome {
             digest,
             size,
-            written: true,
+            written,
         })
     }
 
@@ -467,7 +489,13 @@ impl S3Store {
             let mut out = Vec::new();
             let mut listing = blobs.list(Some(&prefix));
             while let Some(meta) = listing.next().await {
-                out.push(meta?);
+                match meta {
+                    Ok(meta) => out.push(meta),
+                    // A key that is no valid path (an empty or `..` segment) is no object:
+                    // passed over here, and never fatal to a listing.
+                    Err(object_store::Error::InvalidPath { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
             Ok(out)
         })
@@ -478,12 +506,16 @@ impl S3Store {
 fn backend_error(location: &str, error: &object_store::Error) -> CoreError {
     let text = error.to_string();
     let lower = text.to_ascii_lowercase();
+    let denied = matches!(
+        error,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    );
     let message = if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") {
         "the bucket does not exist; create it, or check the bucket name".to_string()
-    } else if lower.contains("signaturedoesnotmatch")
+    } else if denied
+        || lower.contains("signaturedoesnotmatch")
         || lower.contains("invalidaccesskeyid")
         || lower.contains("accessdenied")
-        || lower.contains("403")
     {
         "access denied; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the profile) and \
          the bucket's permissions"
@@ -527,7 +559,7 @@ impl ObjectStore for S3Store {
 
     fn put_bytes(&self, data: &[u8]) -> Result<PutOutcome> {
         let digest = hash::hash_slice(data);
-        let written = self.put_small(&digest, Bytes::copy_from_slice(data))?;
+        let written = self.put_small(&digest, Bytes::copy_from_slice(data), false)?;
         Ok(PutOutcome {
             digest,
             size: data.len() as u64,
