@@ -637,28 +637,11 @@ impl MetadataStore for PostgresMetaStore {
                  JOIN versions v ON v.artifact_id = a.id WHERE a.kind = $1",
                 &[&kind.as_str()],
             )?;
-            let mut by_name: HashMap<String, (u64, Vec<String>)> = HashMap::new();
+            let mut named = Vec::with_capacity(rows.len());
             for row in &rows {
-                let name: String = tx.get(row, 0)?;
-                let entry = by_name.entry(name).or_default();
-                entry.0 += 1;
-                if !tx.get::<bool>(row, 2)? {
-                    entry.1.push(tx.get(row, 1)?);
-                }
+                named.push((tx.get(row, 0)?, tx.get(row, 1)?, tx.get::<bool>(row, 2)?));
             }
-            let mut summaries: Vec<NameSummary> = by_name
-                .into_iter()
-                .map(|(name, (versions, mut releases))| {
-                    sort_by_precedence(&mut releases, |v| v);
-                    NameSummary {
-                        name,
-                        versions,
-                        latest: releases.pop(),
-                    }
-                })
-                .collect();
-            summaries.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(summaries)
+            Ok(rules::name_summaries(named))
         })
     }
 

@@ -9,7 +9,9 @@ pub(crate) mod runs;
 use super::names::{validate_alias, validate_name, validate_tag};
 use super::tx::{MetaTx, RowId, VersionRow, VersionTx, VersionsOf};
 use super::version::{sort_by_precedence, Version};
-use super::{Kind, NewVersion, Reference, Selector, Stage, VersionChoice, VersionRecord};
+use super::{
+    Kind, NameSummary, NewVersion, Reference, Selector, Stage, VersionChoice, VersionRecord,
+};
 use crate::{CoreError, Result};
 
 /// The version as a uniqueness key: build metadata does not make a different version.
@@ -30,6 +32,33 @@ pub(crate) fn not_found(kind: Kind, what: String) -> CoreError {
     CoreError::NotFound {
         message: format!("{kind} {what} does not exist; `{list}` shows what does"),
     }
+}
+
+/// Each name with its number of versions and its latest (the highest version that is not a
+/// pre-release), from every (name, version, pre-release) of one kind; ordered by name.
+pub(crate) fn name_summaries(
+    rows: impl IntoIterator<Item = (String, String, bool)>,
+) -> Vec<NameSummary> {
+    let mut by_name: std::collections::BTreeMap<String, (u64, Vec<String>)> =
+        std::collections::BTreeMap::new();
+    for (name, version, prerelease) in rows {
+        let entry = by_name.entry(name).or_default();
+        entry.0 += 1;
+        if !prerelease {
+            entry.1.push(version);
+        }
+    }
+    by_name
+        .into_iter()
+        .map(|(name, (versions, mut releases))| {
+            sort_by_precedence(&mut releases, |v| v);
+            NameSummary {
+                name,
+                versions,
+                latest: releases.pop(),
+            }
+        })
+        .collect()
 }
 
 /// The number a registration of `name` gets: the exact one asked for if it was never used

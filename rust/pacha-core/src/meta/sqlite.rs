@@ -733,28 +733,10 @@ impl MetadataStore for SqliteMetaStore {
                     ))
                 })
                 .map_err(|e| self.err(e))?;
-            let mut by_name: HashMap<String, (u64, Vec<String>)> = HashMap::new();
-            for row in rows {
-                let (name, version, prerelease) = row.map_err(|e| self.err(e))?;
-                let entry = by_name.entry(name).or_default();
-                entry.0 += 1;
-                if !prerelease {
-                    entry.1.push(version);
-                }
-            }
-            let mut summaries: Vec<NameSummary> = by_name
-                .into_iter()
-                .map(|(name, (versions, mut releases))| {
-                    sort_by_precedence(&mut releases, |v| v);
-                    NameSummary {
-                        name,
-                        versions,
-                        latest: releases.pop(),
-                    }
-                })
-                .collect();
-            summaries.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(summaries)
+            let rows = rows
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(|e| self.err(e))?;
+            Ok(rules::name_summaries(rows))
         })
     }
 

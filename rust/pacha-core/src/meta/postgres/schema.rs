@@ -16,7 +16,9 @@
 //!   the same step), indexed with (run_id, name, step) for the final-value lookups;
 //! - `aliases_by_version` indexes what SQLite scans (labels of a version, deleting one);
 //! - `objects.sha256` is room for a second digest of the same bytes (nullable, unused yet);
-//! - the lineage token is kept by a PL/pgSQL trigger function, as SQLite's triggers do.
+//! - the lineage token is the newest row of `lineage_changes`, appended by a PL/pgSQL
+//!   statement trigger (SQLite rewrites one random token; one shared row here would make
+//!   every two concurrent registrations a serialization conflict).
 
 use super::tx::PgTx;
 use super::{PostgresMetaStore, Session};
@@ -160,18 +162,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
         UNIQUE (src, dst, relation)
     );
     CREATE INDEX lineage_edges_by_dst ON lineage_edges (dst);
-    CREATE TABLE lineage_state (token TEXT NOT NULL);
-    INSERT INTO lineage_state (token) VALUES (replace(gen_random_uuid()::text, '-', ''));
+    -- Every statement that changes the graph appends a row; the newest id names the state
+    -- (the snapshot cache's token). Appending, unlike rewriting one shared row, never makes
+    -- two concurrent registrations conflict, and the token is read in the same snapshot as
+    -- the graph.
+    CREATE TABLE lineage_changes (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
     CREATE FUNCTION pacha_lineage_changed() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        UPDATE lineage_state SET token = replace(gen_random_uuid()::text, '-', '');
+        INSERT INTO lineage_changes DEFAULT VALUES;
         RETURN NULL;
     END
     $$;
     CREATE TRIGGER lineage_node_changed AFTER INSERT OR UPDATE OR DELETE ON lineage_nodes
-        FOR EACH ROW EXECUTE FUNCTION pacha_lineage_changed();
+        FOR EACH STATEMENT EXECUTE FUNCTION pacha_lineage_changed();
     CREATE TRIGGER lineage_edge_changed AFTER INSERT OR UPDATE OR DELETE ON lineage_edges
-        FOR EACH ROW EXECUTE FUNCTION pacha_lineage_changed();
+        FOR EACH STATEMENT EXECUTE FUNCTION pacha_lineage_changed();
     "#,
 ];
 
