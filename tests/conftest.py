@@ -28,8 +28,8 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 # over the PACHA_HOME every test sets; a config file could name a team registry).
 for _setting in ("PACHA_REGISTRY", "PACHA_OBJECTS", "PACHA_CONFIG"):
     os.environ.pop(_setting, None)
-os.environ["XDG_CONFIG_HOME"] = os.path.join(
-    os.environ.get("TMPDIR", "/tmp"), f"pacha-tests-no-config-{os.getpid()}"
+os.environ["XDG_CONFIG_HOME"] = str(
+    Path(os.environ.get("TMPDIR", "/tmp")) / f"pacha-tests-no-config-{os.getpid()}"
 )
 
 

@@ -451,6 +451,9 @@ def test_config_show_names_what_this_build_cannot_open(
         (f"ftp://u:{SECRET}@h/?token={SECRET}", "ftp://u:***@h/?token=***"),
         ("postgresql://u@h/db", "postgresql://u@h/db"),
         ("/plain/path:with@odd", "/plain/path:with@odd"),
+        (f"postgresql://u:{SECRET}?x@h/db", "postgresql://u:***@h/db"),
+        (f"postgresql://u:{SECRET}#x@h/db", "postgresql://u:***@h/db"),
+        (f"host=h user=u password={SECRET} dbname=d", "host=h user=u password=*** dbname=d"),
     ],
 )  # fmt: skip
 def test_mask_secrets(value: str, masked: str) -> None:

@@ -76,6 +76,7 @@ _METADATA_FORMS = (
 _OBJECTS_FORMS = "a directory path, file:///ABSOLUTE/PATH or s3://BUCKET/PREFIX"
 _URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)\Z", re.DOTALL)
 _SECRET_KEY = re.compile(r"pass|secret|token|signature|credential|sslkey|apikey|api_key", re.I)
+_KEYWORD_SECRET = re.compile(r"((?:password|passwd|secret|token)\s*=\s*)(?:'[^']*'|\S+)", re.I)
 _SHOWN_CHARS = 200
 
 
@@ -85,16 +86,20 @@ def mask_secrets(value: str) -> str:
     text that is not a URL is returned unchanged."""
     match = _URL.match(value)
     if match is None:
-        return value
+        # A libpq "key=value" connection string is no URL but may hold a password.
+        return _KEYWORD_SECRET.sub(r"\1***", value)
     scheme, rest = match.groups()
-    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
-    authority_and_path, tail = rest[:cut], rest[cut:]
-    # The user information ends at the last "@" before the query: a password holding an
-    # unescaped "/" or "@" is masked whole (masking too much is harmless, too little is not).
-    userinfo, at, after = authority_and_path.rpartition("@")
+    # The user information ends at the last "@" anywhere: a password may hold "/", "?", "#"
+    # or "@" unescaped (PostgreSQL's URL parser takes it so). Masking too much (an "@" in a
+    # query value) is harmless; too little is not.
+    userinfo, at, after = rest.rpartition("@")
+    shown_userinfo = ""
     if at:
         user, colon, _password = userinfo.partition(":")
-        authority_and_path = f"{user}:***@{after}" if colon else authority_and_path
+        shown_userinfo = f"{user}:***@" if colon else f"{userinfo}@"
+        rest = after
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    authority_and_path, tail = rest[:cut], rest[cut:]
     if tail.startswith("?"):
         query, hash_sign, fragment = tail[1:].partition("#")
         items = []
@@ -102,7 +107,7 @@ def mask_secrets(value: str) -> str:
             key, equals, _value = item.partition("=")
             items.append(f"{key}=***" if equals and _SECRET_KEY.search(key) else item)
         tail = "?" + "&".join(items) + hash_sign + fragment
-    return f"{scheme}://{authority_and_path}{tail}"
+    return f"{scheme}://{shown_userinfo}{authority_and_path}{tail}"
 
 
 def _shown(value: str) -> str:
