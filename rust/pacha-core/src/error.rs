@@ -162,7 +162,7 @@ impl Remedy {
 }
 
 impl CoreError {
-    /// A stable name of the kind of error, for scripts (`--json`, `PachaError.code`).
+    /// A stable name of the kind of error, for scripts (`PachaError.code` in Python).
     pub fn code(&self) -> &'static str {
         match self {
             CoreError::Io { .. } => "io",

@@ -56,6 +56,7 @@ macro_rules! suite {
             runs_log_finish_and_best,
             run_reads_agree,
             deleting_a_version_and_forgetting_its_objects,
+            nul_characters_are_treated_alike,
         );
         mod lineage {
             use super::$fixture;
@@ -1050,4 +1051,28 @@ pub(crate) mod lineage {
             Err(CoreError::NotFound { .. })
         ));
     }
+}
+
+/// PostgreSQL text cannot hold a NUL character, SQLite's can: every backend refuses one in
+/// a description or card, and records a run's error text with it replaced (a run must end).
+pub(crate) fn nul_characters_are_treated_alike(fixture: &Fixture) {
+    let store = &*fixture.store;
+    let mut described = new("nul", "1.0.0");
+    described.description = Some("a\0b".into());
+    assert!(matches!(
+        store.insert_version(&described),
+        Err(CoreError::InvalidInput { .. })
+    ));
+    let mut carded = new("nul", "1.0.0");
+    carded.card = Some("{\"x\": \"\0\"}".into());
+    assert!(matches!(
+        store.insert_version(&carded),
+        Err(CoreError::InvalidInput { .. })
+    ));
+    recipe(store);
+    let run = new_run(store, 7);
+    let ended = store
+        .finish_run(&run.id, RunStatus::Failed, Some("bad\0byte"))
+        .expect("a run ends whatever its error text holds");
+    assert_eq!(ended.error.as_deref(), Some("bad\u{fffd}byte"));
 }

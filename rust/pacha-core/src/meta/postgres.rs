@@ -311,14 +311,24 @@ fn reason(e: &(dyn std::error::Error + 'static)) -> String {
     one_line(&text)
 }
 
+/// A failure of the service itself (unreachable, refused credentials, lost connection): a
+/// `backend` error, as for the object store, not damage to the database.
+fn service_error(shown: &str, message: String) -> CoreError {
+    CoreError::Backend {
+        service: "PostgreSQL",
+        location: shown.to_string(),
+        message,
+    }
+}
+
 fn unreachable(shown: &str, why: &str) -> CoreError {
-    CoreError::Database {
-        path: PathBuf::from(shown),
-        message: format!(
-            "cannot reach PostgreSQL: {why}; check that the server runs and the URL (host and \
+    service_error(
+        shown,
+        format!(
+            "cannot reach the server: {why}; check that the server runs and the URL (host and \
              port)"
         ),
-    }
+    )
 }
 
 /// What a failed connect means, in words that say what to check.
@@ -376,26 +386,26 @@ fn connect_error(config: &Config, shown: &str, e: &tokio_postgres::Error) -> Cor
             }
         }
     };
-    CoreError::Database {
-        path: PathBuf::from(shown),
-        message,
-    }
+    service_error(shown, message)
 }
 
 /// A statement's failure as the registry's error.
 fn pg_error(shown: &str, e: &tokio_postgres::Error) -> CoreError {
     let path = PathBuf::from(shown);
     let Some(db) = e.as_db_error() else {
-        let message = if e.is_closed() || reason(e).starts_with("error communicating") {
-            format!(
-                "the connection to PostgreSQL was lost ({}); try again (the next call \
-                 connects anew)",
-                reason(e)
-            )
-        } else {
-            reason(e)
+        if e.is_closed() || reason(e).starts_with("error communicating") {
+            return service_error(
+                shown,
+                format!(
+                    "the connection was lost ({}); try again (the next call connects anew)",
+                    reason(e)
+                ),
+            );
+        }
+        return CoreError::Database {
+            path,
+            message: reason(e),
         };
-        return CoreError::Database { path, message };
     };
     let said = one_line(db.message());
     let code = db.code();

@@ -169,6 +169,14 @@ fn check_tags(tags: &[(String, String)]) -> Result<Vec<(String, String)>> {
 pub(crate) fn insert_version(tx: &mut dyn MetaTx, new: &NewVersion) -> Result<VersionRecord> {
     let name = &validate_name(&new.name)?;
     let tags = check_tags(&new.tags)?;
+    for (what, text) in [("description", &new.description), ("card", &new.card)] {
+        if text.as_deref().is_some_and(|t| t.contains('\0')) {
+            // PostgreSQL text cannot hold one; every backend refuses it alike.
+            return Err(CoreError::InvalidInput {
+                message: format!("the {what} contains a NUL character; remove it"),
+            });
+        }
+    }
     let version = choose_version(tx, new.kind, name, &new.version)?;
     let artifact = tx.ensure_artifact(new.kind, name)?;
     let key = version_key(&version);

@@ -185,10 +185,11 @@ fn an_unreachable_server_is_one_line_naming_what_to_check() {
     let err = PostgresMetaStore::connect("postgresql://alice:s3cret@127.0.0.1:1/registry")
         .expect_err("nothing listens there");
     let text = err.to_string();
-    assert!(matches!(err, CoreError::Database { .. }), "{text}");
+    assert!(matches!(err, CoreError::Backend { .. }), "{text}");
     assert!(
         text.contains("postgresql://alice:***@127.0.0.1:1/registry")
-            && text.contains("cannot reach PostgreSQL")
+            && text.contains("PostgreSQL at")
+            && text.contains("cannot reach the server")
             && text.contains("check that the server runs"),
         "{text}"
     );

@@ -109,7 +109,10 @@ pub(crate) fn finish_run(
         });
     }
     let run = running(tx, id)?;
-    tx.end_run(&run.id, status, error)?;
+    // An exception's text is recorded as it is, but for NUL characters, which PostgreSQL
+    // text cannot hold: a run must always be able to end.
+    let error = error.map(|text| text.replace('\0', "\u{fffd}"));
+    tx.end_run(&run.id, status, error.as_deref())?;
     resolve_run(tx, &run.id)
 }
 
