@@ -180,6 +180,36 @@ pub struct EdgeRow {
     pub params: String,
 }
 
+impl EdgeRow {
+    /// An edge as a backend read it, checked: renderers embed the parameters as they are,
+    /// so they must be a JSON object. `database` names the store in the error.
+    pub(crate) fn stored(
+        from: i64,
+        to: i64,
+        relation: &str,
+        params: String,
+        database: &std::path::Path,
+    ) -> crate::Result<Self> {
+        if params != "{}"
+            && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&params).is_err()
+        {
+            return Err(crate::CoreError::Database {
+                path: database.to_path_buf(),
+                message: format!(
+                    "a value in the database is damaged (the parameters of lineage edge \
+                     {from} → {to} are not a JSON object); restore the database from a backup"
+                ),
+            });
+        }
+        Ok(EdgeRow {
+            from,
+            to,
+            relation: Relation::parse(relation)?,
+            params,
+        })
+    }
+}
+
 /// Everything the graph snapshot is built from, read in one transaction with the token that
 /// names this state of the graph.
 #[derive(Debug, Clone, Default)]

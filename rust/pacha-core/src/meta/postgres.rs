@@ -29,8 +29,7 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
-use super::rules::{self, not_found};
-use super::version::sort_by_precedence;
+use super::rules;
 use super::{
     Kind, ListFilter, MetadataStore, MetricPoint, NameSummary, NewRun, NewVersion, ObjectUse,
     Reference, RunRecord, RunStatus, Stage, Stats, Transition, VersionChoice, VersionContents,
@@ -661,37 +660,7 @@ impl MetadataStore for PostgresMetaStore {
         name: Option<&str>,
         filter: &ListFilter,
     ) -> Result<Vec<VersionRecord>> {
-        self.read(|tx| {
-            let kind_text = kind.as_str();
-            let stage_text = filter.stage.map(Stage::as_str);
-            let mut condition = String::from(
-                "a.kind = $1 AND ($2::text IS NULL OR a.name = $2) \
-                 AND ($3::text IS NULL OR v.stage = $3)",
-            );
-            let mut args: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                vec![&kind_text, &name, &stage_text];
-            for (key, value) in &filter.tags {
-                let k = args.len() + 1;
-                condition.push_str(&format!(
-                    " AND EXISTS (SELECT 1 FROM tags t WHERE t.version_id = v.id \
-                     AND t.key = ${k} AND t.value = ${})",
-                    k + 1
-                ));
-                args.push(key);
-                args.push(value);
-            }
-            let mut rows = tx.versions_where(&condition, &args)?;
-            if let Some(name) = name {
-                if rows.is_empty() && tx.artifact_id(kind, name)?.is_none() {
-                    return Err(not_found(kind, format!("{name:?}")));
-                }
-            }
-            sort_by_precedence(&mut rows, |r| &r.version);
-            // Stable sort: precedence order within each name, names alphabetical.
-            rows.sort_by(|a, b| a.name.cmp(&b.name));
-            tx.labels(&mut rows)?;
-            Ok(rows)
-        })
+        self.read(|tx| rules::list_versions(tx, kind, name, filter))
     }
 
     fn transition(

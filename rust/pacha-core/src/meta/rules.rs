@@ -10,7 +10,8 @@ use super::names::{validate_alias, validate_name, validate_tag};
 use super::tx::{MetaTx, RowId, VersionRow, VersionTx, VersionsOf};
 use super::version::{sort_by_precedence, Version};
 use super::{
-    Kind, NameSummary, NewVersion, Reference, Selector, Stage, VersionChoice, VersionRecord,
+    Kind, ListFilter, NameSummary, NewVersion, Reference, Selector, Stage, VersionChoice,
+    VersionRecord,
 };
 use crate::{CoreError, Result};
 
@@ -59,6 +60,27 @@ pub(crate) fn name_summaries(
             }
         })
         .collect()
+}
+
+/// Versions of `kind` matching `filter`: each name's in precedence order, names in
+/// alphabetical order. A name that does not exist is an error, a name without matches not.
+pub(crate) fn list_versions(
+    tx: &mut dyn VersionTx,
+    kind: Kind,
+    name: Option<&str>,
+    filter: &ListFilter,
+) -> Result<Vec<VersionRecord>> {
+    let mut rows = tx.versions_matching(kind, name, filter)?;
+    if let Some(name) = name {
+        if rows.is_empty() && tx.artifact(kind, name)?.is_none() {
+            return Err(not_found(kind, format!("{name:?}")));
+        }
+    }
+    sort_by_precedence(&mut rows, |r| &r.version);
+    // Stable sort: precedence order within each name, names alphabetical.
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    tx.attach_labels(&mut rows)?;
+    Ok(rows)
 }
 
 /// The number a registration of `name` gets: the exact one asked for if it was never used

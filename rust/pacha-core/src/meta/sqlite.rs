@@ -14,9 +14,8 @@ use rusqlite::{
     params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
 };
 
-use super::rules::{self, not_found};
+use super::rules;
 use super::schema::MIGRATIONS;
-use super::version::sort_by_precedence;
 use super::{
     Kind, Layout, ListFilter, MetadataStore, MetricPoint, NameSummary, NewRun, NewVersion,
     ObjectUse, Reference, RunRecord, RunStatus, Stage, Stats, Transition, VersionChoice,
@@ -747,32 +746,7 @@ impl MetadataStore for SqliteMetaStore {
         filter: &ListFilter,
     ) -> Result<Vec<VersionRecord>> {
         self.read(|conn| {
-            let kind_text = kind.as_str();
-            let stage_text = filter.stage.map(Stage::as_str);
-            let mut condition = String::from("a.kind = ?1 AND (?2 IS NULL OR a.name = ?2) AND (?3 IS NULL OR v.stage = ?3)");
-            let mut tag_args: Vec<String> = Vec::new();
-            for (key, value) in &filter.tags {
-                let k = tag_args.len() + 4;
-                condition.push_str(&format!(
-                    " AND EXISTS (SELECT 1 FROM tags t WHERE t.version_id = v.id AND t.key = ?{k} AND t.value = ?{})",
-                    k + 1
-                ));
-                tag_args.push(key.clone());
-                tag_args.push(value.clone());
-            }
-            let mut args: Vec<&dyn rusqlite::ToSql> = vec![&kind_text, &name, &stage_text];
-            args.extend(tag_args.iter().map(|a| a as &dyn rusqlite::ToSql));
-            let mut rows = versions_where(self, conn, &condition, &args)?;
-            if let Some(name) = name {
-                if rows.is_empty() && artifact_id(self, conn, kind, name)?.is_none() {
-                    return Err(not_found(kind, format!("{name:?}")));
-                }
-            }
-            sort_by_precedence(&mut rows, |r| &r.version);
-            // Stable sort: precedence order within each name, names alphabetical.
-            rows.sort_by(|a, b| a.name.cmp(&b.name));
-            attach_labels(self, conn, &mut rows)?;
-            Ok(rows)
+            rules::list_versions(&mut SqliteTx { store: self, conn }, kind, name, filter)
         })
     }
 

@@ -5,7 +5,7 @@
 //! what may be deleted. Those rules live once, in [`super::rules`], written against this
 //! trait, so that every backend enforces them the same way.
 
-use super::{Kind, MetricPoint, NewRun, RunRecord, RunStatus, Stage, VersionRecord};
+use super::{Kind, ListFilter, MetricPoint, NewRun, RunRecord, RunStatus, Stage, VersionRecord};
 use crate::lineage::{NodeRecord, Relation};
 use crate::{Digest, Result};
 
@@ -72,6 +72,15 @@ pub trait VersionTx {
     fn deleted_number(&mut self, kind: Kind, name: &str, key: &str) -> Result<Option<String>>;
 
     fn versions(&mut self, artifact: RowId, which: VersionsOf<'_>) -> Result<Vec<VersionRecord>>;
+
+    /// Versions of `kind` (of one name, or of every name) in the filter's stage and with
+    /// all its tags, in any order.
+    fn versions_matching(
+        &mut self,
+        kind: Kind,
+        name: Option<&str>,
+        filter: &ListFilter,
+    ) -> Result<Vec<VersionRecord>>;
 
     /// Fill in aliases and tags of the given records.
     fn attach_labels(&mut self, records: &mut [VersionRecord]) -> Result<()>;

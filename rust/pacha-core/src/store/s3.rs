@@ -314,11 +314,11 @@ impl S3Store {
             detail: "its contents differ between hashing and uploading".into(),
         };
         if size <= PART_SIZE as u64 {
-            let mut data = Vec::with_capacity(size as usize);
-            (&mut file)
-                .take(size + 1)
-                .read_to_end(&mut data)
-                .at(source)?;
+            // One PUT needs its body whole: bounded by PART_SIZE, checked above. One byte more
+            // catches a file that grew since it was hashed.
+            let mut data = vec![0u8; size as usize + 1];
+            let n = hash::read_full(&mut file, source, &mut data)?;
+            data.truncate(n);
             if data.len() as u64 != size || hash::hash_slice(&data) != *digest {
                 return Err(changed());
             }

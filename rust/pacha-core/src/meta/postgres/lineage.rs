@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value};
 use tokio_postgres::Row;
 
 use super::damaged;
@@ -12,7 +11,7 @@ use super::tx::{Params, PgTx};
 use crate::lineage::{EdgeRow, LineageRows, NodeKind, NodeRecord, Relation};
 use crate::meta::tx::{LineageTx, RowId};
 use crate::meta::{Kind, VersionRecord};
-use crate::{CoreError, Result};
+use crate::Result;
 
 const NODE_COLUMNS: &str = "id, kind, name, version, deleted_at IS NOT NULL";
 
@@ -190,22 +189,8 @@ pub(super) fn rows(tx: &mut PgTx<'_>) -> Result<LineageRows> {
         let to: i64 = tx.get(row, 1)?;
         let relation: String = tx.get(row, 2)?;
         let params: String = tx.get(row, 3)?;
-        // Renderers embed the text as it is: it must be a JSON object.
-        if params != "{}" && serde_json::from_str::<Map<String, Value>>(&params).is_err() {
-            return Err(CoreError::Database {
-                path: tx.shown().into(),
-                message: format!(
-                    "a value in the database is damaged (the parameters of lineage edge \
-                     {from} → {to} are not a JSON object); restore the database from a backup"
-                ),
-            });
-        }
-        edges.push(EdgeRow {
-            from,
-            to,
-            relation: Relation::parse(&relation)?,
-            params,
-        });
+        let database = std::path::PathBuf::from(tx.shown());
+        edges.push(EdgeRow::stored(from, to, &relation, params, &database)?);
     }
     Ok(LineageRows {
         token,

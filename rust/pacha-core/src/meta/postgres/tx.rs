@@ -9,7 +9,7 @@ use tokio_postgres::{Row, Statement};
 
 use super::{classify, damaged, pg_error, to_bigint, PostgresMetaStore, Session};
 use crate::meta::tx::{NumberUse, RowId, VersionRow, VersionTx, VersionsOf};
-use crate::meta::{Kind, Layout, Stage, VersionRecord};
+use crate::meta::{Kind, Layout, ListFilter, Stage, VersionRecord};
 use crate::{CoreError, Digest, Result};
 
 /// Statement parameters.
@@ -353,6 +353,32 @@ fn civil_from_days(days: i64) -> Option<(i64, i64, i64)> {
 }
 
 impl VersionTx for PgTx<'_> {
+    fn versions_matching(
+        &mut self,
+        kind: Kind,
+        name: Option<&str>,
+        filter: &ListFilter,
+    ) -> Result<Vec<VersionRecord>> {
+        let kind_text = kind.as_str();
+        let stage_text = filter.stage.map(Stage::as_str);
+        let mut condition = String::from(
+            "a.kind = $1 AND ($2::text IS NULL OR a.name = $2) \
+             AND ($3::text IS NULL OR v.stage = $3)",
+        );
+        let mut args: Vec<&(dyn ToSql + Sync)> = vec![&kind_text, &name, &stage_text];
+        for (key, value) in &filter.tags {
+            let k = args.len() + 1;
+            condition.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM tags t WHERE t.version_id = v.id \
+                 AND t.key = ${k} AND t.value = ${})",
+                k + 1
+            ));
+            args.push(key);
+            args.push(value);
+        }
+        self.versions_where(&condition, &args)
+    }
+
     fn artifact(&mut self, kind: Kind, name: &str) -> Result<Option<RowId>> {
         self.artifact_id(kind, name)
     }

@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::tx::SqliteTx;
 use super::{versions_where, SqliteMetaStore};
 use crate::lineage::{EdgeRow, LineageRows, NodeKind, NodeRecord, Relation};
 use crate::meta::tx::{LineageTx, RowId};
 use crate::meta::{Kind, VersionRecord};
-use crate::{CoreError, Result};
+use crate::Result;
 
 const NODE_COLUMNS: &str = "id, kind, name, version, deleted_at IS NOT NULL";
 
@@ -224,22 +224,7 @@ pub(super) fn rows(store: &SqliteMetaStore, conn: &Connection) -> Result<Lineage
         let mut edges = Vec::new();
         for row in raw {
             let (from, to, relation, params) = row.map_err(|e| store.err(e))?;
-            // Renderers embed the text as it is: it must be a JSON object.
-            if params != "{}" && serde_json::from_str::<Map<String, Value>>(&params).is_err() {
-                return Err(CoreError::Database {
-                    path: store.path().to_path_buf(),
-                    message: format!(
-                        "a value in the database is damaged (the parameters of lineage edge \
-                         {from} → {to} are not a JSON object); restore the database from a backup"
-                    ),
-                });
-            }
-            edges.push(EdgeRow {
-                from,
-                to,
-                relation: Relation::parse(&relation)?,
-                params,
-            });
+            edges.push(EdgeRow::stored(from, to, &relation, params, store.path())?);
         }
         edges
     };

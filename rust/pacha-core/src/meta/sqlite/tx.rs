@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{lineage, to_sql_int, SqliteMetaStore};
 use crate::meta::tx::{NumberUse, RowId, VersionRow, VersionTx, VersionsOf};
-use crate::meta::{Kind, Stage, VersionRecord};
+use crate::meta::{Kind, ListFilter, Stage, VersionRecord};
 use crate::{CoreError, Digest, Result};
 
 /// A connection (inside a transaction for writes) of a [`SqliteMetaStore`].
@@ -116,6 +116,33 @@ impl VersionTx for SqliteTx<'_> {
                 &[&artifact, &stage.as_str(), &except],
             ),
         }
+    }
+
+    fn versions_matching(
+        &mut self,
+        kind: Kind,
+        name: Option<&str>,
+        filter: &ListFilter,
+    ) -> Result<Vec<VersionRecord>> {
+        let kind_text = kind.as_str();
+        let stage_text = filter.stage.map(Stage::as_str);
+        let mut condition = String::from(
+            "a.kind = ?1 AND (?2 IS NULL OR a.name = ?2) AND (?3 IS NULL OR v.stage = ?3)",
+        );
+        let mut tag_args: Vec<&str> = Vec::new();
+        for (key, value) in &filter.tags {
+            let k = tag_args.len() + 4;
+            condition.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM tags t WHERE t.version_id = v.id \
+                 AND t.key = ?{k} AND t.value = ?{})",
+                k + 1
+            ));
+            tag_args.push(key);
+            tag_args.push(value);
+        }
+        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&kind_text, &name, &stage_text];
+        args.extend(tag_args.iter().map(|a| a as &dyn rusqlite::ToSql));
+        super::versions_where(self.store, self.conn, &condition, &args)
     }
 
     fn attach_labels(&mut self, records: &mut [VersionRecord]) -> Result<()> {
