@@ -6,11 +6,12 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+import pacha
 from services import PostgresCluster, S3Server, ServiceUnavailable, start_postgres, start_s3
 
 T = TypeVar("T")
@@ -122,3 +123,86 @@ def s3() -> Iterator[S3Server]:
 def s3_bucket(s3: S3Server) -> str:
     """The name of a fresh, empty bucket on the `s3` server."""
     return s3.new_bucket()
+
+
+# --- backend pairs: the conformance suite -----------------------------------------------
+# Tests that take `backend` (or a module's `reg` built on it) run once per pair: a registry
+# directory (SQLite and local files), and a shared registry (PostgreSQL and S3, a fresh
+# database and bucket per test).
+
+
+@dataclass
+class Backend:
+    """One backend pair, with a fresh registry on it."""
+
+    name: str
+    #: The registry directory ("local"); None for "shared".
+    path: Path | None
+    #: The PostgreSQL URL and the S3 URL ("shared").
+    metadata: str | None = None
+    objects: str | None = None
+    server: S3Server | None = None
+
+    @property
+    def shared(self) -> bool:
+        return self.path is None
+
+    def forge(self, digest: str, offset: int = 0) -> None:
+        """Flip one byte of a stored object behind pacha's back (bit rot on a disk, bytes
+        replaced in the bucket)."""
+        if self.path is not None:
+            from support import corrupt
+
+            corrupt(self.path / "objects" / digest[:2] / digest, offset)
+            return
+        assert self.server is not None and self.objects is not None
+        bucket, _, prefix = self.objects.removeprefix("s3://").partition("/")
+        key = f"{prefix}/objects/{digest[:2]}/{digest}"
+        client = self.server.client()
+        data = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        data[offset] ^= 0xFF
+        client.put_object(Bucket=bucket, Key=key, Body=bytes(data))
+
+    def open(self, **kwargs: Any) -> pacha.Registry:
+        if self.path is not None:
+            return pacha.Registry(self.path, **kwargs)
+        return pacha.Registry(metadata=self.metadata, objects=self.objects, **kwargs)
+
+    def env(self) -> dict[str, str]:
+        """The environment a `pacha` subprocess needs to open this registry."""
+        if self.path is not None:
+            return {"PACHA_HOME": str(self.path)}
+        assert self.metadata is not None and self.objects is not None
+        return {"PACHA_REGISTRY": self.metadata, "PACHA_OBJECTS": self.objects}
+
+
+@pytest.fixture(scope="session")
+def conformance_bucket(s3: S3Server) -> str:
+    return s3.new_bucket("conformance")
+
+
+@pytest.fixture(params=["local", "shared"])
+def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Backend:
+    if request.param == "local":
+        return Backend("local", tmp_path / "registry")
+    local_only = request.node.get_closest_marker("local_only")
+    if local_only is not None:
+        pytest.skip(f"about a registry directory: {local_only.args[0]}")
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    server: S3Server = request.getfixturevalue("s3")
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    database = cluster.new_database("conformance")
+    # One bucket, a prefix per test: SeaweedFS gives each bucket volumes of its own and runs
+    # out of them after about seventy.
+    bucket = request.getfixturevalue("conformance_bucket")
+    shared = Backend(
+        "shared", None, cluster.user_url(database), f"s3://{bucket}/{database}", server
+    )
+    # `pacha.Registry()` and a `pacha` subprocess open it too (PACHA_REGISTRY beats the
+    # PACHA_HOME the `cli` fixture sets).
+    for key, value in shared.env().items():
+        monkeypatch.setenv(key, value)
+    return shared

@@ -7,6 +7,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import pacha
+
 
 def write_pattern(path: Path, size: int, seed: int = 0) -> Path:
     """Write `size` deterministic pseudo-random bytes without holding them all in memory."""
@@ -20,6 +22,17 @@ def write_pattern(path: Path, size: int, seed: int = 0) -> Path:
             f.write(rng.randbytes(n))
             remaining -= n
     return path
+
+
+def reopen(reg: pacha.Registry) -> pacha.Registry:
+    """A second handle on the registry `reg` is (for a shared one, as the environment the
+    `backend` fixture sets names it)."""
+    return pacha.Registry(reg.path) if reg.path is not None else pacha.Registry()
+
+
+def stored_objects(reg: pacha.Registry) -> list[str]:
+    """The digests of every object in the registry's store, whatever its backend."""
+    return sorted(o.digest for o in reg.store.list())
 
 
 def object_files(registry: Path) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import pytest
 
 import pacha
+from conftest import Backend
 from pacha.errors import (
     AlreadyExistsError,
     InvalidInputError,
@@ -26,7 +27,7 @@ from pacha.errors import (
 )
 from pacha.lineage import RELATIONS
 from pacha.models import LineageEdge, LineageNode
-from support import corrupt
+from support import corrupt, reopen
 
 Run = Callable[..., Any]
 Edge = tuple[str, str, str, str]
@@ -35,8 +36,8 @@ Edge = tuple[str, str, str, str]
 
 
 @pytest.fixture
-def reg(registry: Path) -> pacha.Registry:
-    return pacha.Registry(registry)
+def reg(backend: Backend) -> pacha.Registry:
+    return backend.open()
 
 
 @pytest.fixture
@@ -1299,7 +1300,7 @@ def test_a_query_from_another_process_sees_api_changes(
         "model/ft:1.0.0",
         "model/q:1.0.0",
     ]
-    assert second == json.loads(pacha.Registry(reg.path).lineage("base:1.0.0", "down").to_json())
+    assert second == json.loads(reopen(reg).lineage("base:1.0.0", "down").to_json())
 
 
 def _flip(offset: int) -> Callable[[Path, bytes], None]:
@@ -1330,6 +1331,7 @@ def _directory(path: Path, old: bytes) -> None:
     (path / "junk").write_bytes(b"x")
 
 
+@pytest.mark.local_only("the lineage cache file of a registry directory")
 @pytest.mark.parametrize(
     "damage",
     [
@@ -1376,13 +1378,13 @@ def test_a_damaged_or_stale_cache_never_gives_a_wrong_answer(
         relation_params={"method": "int4"},
     )
     reg.delete_model("base:1.0.0")
-    fresh = pacha.Registry(reg.path)
+    fresh = reopen(reg)
     expected = fresh.lineage("dataset/raw:1.0.0").to_json()
     expected_order = fresh.lineage_order().ids
     expected_edges = all_edges(fresh)
     assert path.read_bytes() != old
     damage(path, old)
-    again = pacha.Registry(reg.path)
+    again = reopen(reg)
     assert again.lineage("dataset/raw:1.0.0").to_json() == expected
     assert again.lineage_order().ids == expected_order
     assert all_edges(again) == expected_edges
@@ -1392,7 +1394,7 @@ def test_a_damaged_or_stale_cache_never_gives_a_wrong_answer(
     assert reg.lineage("dataset/raw:1.0.0").to_json() == expected
     if damage is not _directory:
         assert path.is_file()  # rebuilt for the next process
-        assert pacha.Registry(reg.path).lineage("dataset/raw:1.0.0").to_json() == expected
+        assert reopen(reg).lineage("dataset/raw:1.0.0").to_json() == expected
 
 
 # ---- 11. views: JSON, DOT, Mermaid, PROV-JSON, tree ----
@@ -1714,7 +1716,7 @@ def test_cli_registration_flags_record_lineage(
         )
     )
     runn = f"run/{r.id}"
-    assert all_edges(pacha.Registry(reg.path)) == {
+    assert all_edges(reopen(reg)) == {
         edge(
             "dataset/clean:1.0.0",
             "dataset/raw:1.0.0",
@@ -1779,7 +1781,7 @@ def test_cli_refused_registration_is_one_error_line(
     before = state(pipeline.reg)
     result = run("model", "register", "new", str(weights), "-v", "1.0.0", *args)
     one_error_line(result, needle)
-    assert state(pacha.Registry(pipeline.reg.path)) == before
+    assert state(reopen(pipeline.reg)) == before
 
 
 @pytest.mark.parametrize(
@@ -1801,7 +1803,7 @@ def test_cli_usage_errors_exit_2(
     before = state(pipeline.reg)
     result = run(*[str(weights) if a == "W" else a for a in args])
     assert result.returncode == 2, (result.stdout, result.stderr)
-    assert state(pacha.Registry(pipeline.reg.path)) == before
+    assert state(reopen(pipeline.reg)) == before
 
 
 def test_cli_json_flag_equals_format_json(pipeline: Pipeline, run: Run) -> None:
@@ -1921,7 +1923,7 @@ def test_cli_lineage_add(pipeline: Pipeline, run: Run) -> None:
         )
     )
     assert document["added"] is True and document["relation"] == "trained_on"
-    reg = pacha.Registry(pipeline.reg.path)
+    reg = reopen(pipeline.reg)
     assert edges_of(reg.lineage("model/base:1.0.0", "up")) == {
         edge("model/base:1.0.0", "dataset/raw:1.0.0", "evaluated_on", split="test"),
         edge("model/base:1.0.0", "dataset/evalset:1.0.0", "trained_on"),
@@ -1944,7 +1946,7 @@ def test_cli_lineage_add(pipeline: Pipeline, run: Run) -> None:
         run("lineage", "add", "model/base:1.0.0", "dataset/raw:1.0.0", "-r", "used"),
         "goes from a run",
     )
-    assert state(pacha.Registry(pipeline.reg.path)) == before
+    assert state(reopen(pipeline.reg)) == before
 
 
 def test_cli_impact_and_path(pipeline: Pipeline, weights: Path, run: Run) -> None:
@@ -2050,7 +2052,7 @@ def test_cli_delete_keeps_a_tombstone(pipeline: Pipeline, weights: Path, run: Ru
     assert {n["id"]: n["deleted"] for n in up["nodes"]}["dataset/evalset:1.0.0"] is True
     one_error_line(run("data", "delete", "evalset:1.0.0"), "evalset")
     with pytest.raises(PachaError):
-        pacha.Registry(reg.path).get_dataset("evalset:1.0.0")
+        reopen(reg).get_dataset("evalset:1.0.0")
 
 
 def test_the_edge_model_lists_exactly_the_cores_relations() -> None:

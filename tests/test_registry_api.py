@@ -19,15 +19,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import pacha
+from conftest import Backend
 from pacha import Stage
-from support import corrupt, make_hf_folder, object_files, tree_listing, write_pattern
+from support import (
+    make_hf_folder,
+    object_files,
+    stored_objects,
+    tree_listing,
+    write_pattern,
+)
 
 # ---- helpers ----
 
 
 @pytest.fixture
-def reg(registry: Path) -> pacha.Registry:
-    return pacha.Registry(registry)
+def reg(backend: Backend) -> pacha.Registry:
+    return backend.open()
 
 
 def blob(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -82,7 +89,7 @@ def test_invalid_version_is_refused_on_register(reg: pacha.Registry, tmp_path: P
     with pytest.raises(pacha.InvalidInputError, match=r"MAJOR\.MINOR\.PATCH"):
         reg.register_model("m", f, "1.0")
     assert reg.stats().versions == 0
-    assert object_files(reg.path) == []
+    assert stored_objects(reg) == []
 
 
 _NUMBER = st.one_of(st.integers(0, 3), st.integers(0, 2**64 - 1)).map(str)
@@ -199,7 +206,7 @@ def test_bump_rejects_unknown_part(reg: pacha.Registry, tmp_path: Path) -> None:
     with pytest.raises(pacha.InvalidInputError, match="major"):
         reg.register_model("m", f, bump="huge")
     assert reg.stats().versions == 0
-    assert object_files(reg.path) == []
+    assert stored_objects(reg) == []
 
 
 # ---- 2. references ----
@@ -704,7 +711,7 @@ def test_directory_round_trip_and_dedup(reg: pacha.Registry, tmp_path: Path) -> 
     assert stats.logical_bytes > stats.stored_bytes
     assert stats.stored_bytes < v.size - 250_000  # the second shard is not stored again
     shard = src / "model-00001-of-00002.safetensors"
-    assert object_path(reg.path, pacha.hash_file(shard)).is_file()
+    assert pacha.hash_file(shard) in stored_objects(reg)
 
 
 def test_directory_digest_is_stable(reg: pacha.Registry, tmp_path: Path) -> None:
@@ -745,7 +752,7 @@ def test_fifo_inside_is_refused(reg: pacha.Registry, registry: Path, tmp_path: P
 
 
 def test_verify_names_every_broken_version(
-    reg: pacha.Registry, registry: Path, tmp_path: Path
+    reg: pacha.Registry, backend: Backend, tmp_path: Path
 ) -> None:
     shared = blob(tmp_path, "shared.bin", b"shared weights" * 100)
     reg.register_model("m", shared, "1.0.0")
@@ -753,7 +760,7 @@ def test_verify_names_every_broken_version(
     reg.register_model("m", blob(tmp_path, "other.bin", b"other weights"), "1.1.0")
     assert reg.verify().ok
     digest = pacha.hash_file(shared)
-    corrupt(object_path(registry, digest), offset=10)
+    backend.forge(digest, offset=10)
     result = reg.verify()
     assert not result.ok
     assert result.checked == 2
@@ -765,11 +772,11 @@ def test_verify_names_every_broken_version(
 
 
 def test_download_of_corrupt_tree_leaves_nothing(
-    reg: pacha.Registry, registry: Path, tmp_path: Path
+    reg: pacha.Registry, backend: Backend, tmp_path: Path
 ) -> None:
     src = make_hf_folder(tmp_path / "bert-base")
     reg.register_model("bert", src, "1.0.0")
-    corrupt(object_path(registry, pacha.hash_file(src / "model-00001-of-00002.safetensors")))
+    backend.forge(pacha.hash_file(src / "model-00001-of-00002.safetensors"))
     parent = tmp_path / "out"
     parent.mkdir()
     with pytest.raises(pacha.IntegrityError):
@@ -778,11 +785,11 @@ def test_download_of_corrupt_tree_leaves_nothing(
 
 
 def test_download_of_corrupt_file_leaves_nothing(
-    reg: pacha.Registry, registry: Path, tmp_path: Path
+    reg: pacha.Registry, backend: Backend, tmp_path: Path
 ) -> None:
     f = write_pattern(tmp_path / "big.bin", 3 << 20, seed=5)
     v = reg.register_model("m", f, "1.0.0")
-    corrupt(object_path(registry, v.digest), offset=2 << 20)
+    backend.forge(v.digest, offset=2 << 20)
     parent = tmp_path / "out"
     parent.mkdir()
     with pytest.raises(pacha.IntegrityError):
@@ -1010,7 +1017,8 @@ def test_force_never_replaces_the_registry_or_the_current_directory(
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    for target in (reg.path, reg.path.parent, work, ".", reg.path / "objects" / "x"):
+    inside = [] if reg.path is None else [reg.path, reg.path.parent, reg.path / "objects" / "x"]
+    for target in (*inside, work, "."):
         with pytest.raises(pacha.InvalidInputError, match="refusing"):
             reg.download_dataset("d:1.0.0", target, force=True)
     assert reg.verify().ok

@@ -3,6 +3,7 @@
 
 import builtins
 import os
+from pathlib import Path
 from typing import Any, Optional, Union, final
 
 from typing_extensions import Buffer
@@ -35,6 +36,7 @@ __all__ = [
     "compare_versions",
     "hash_bytes",
     "hash_file",
+    "location_problem",
     "parse_version",
     "validate_metric",
     "validate_name",
@@ -149,6 +151,9 @@ class ObjectStore:
         progress: Optional[Progress] = None,
     ) -> VerifyReport: ...
     def verify_all(self, progress: Optional[Progress] = None) -> VerifyReport: ...
+
+def location_problem(metadata: str, objects: Optional[str] = None) -> Optional[str]:
+    """Why no registry can have these locations, or None when one can."""
 
 def parse_version(text: str) -> str:
     """Canonical text of a semantic version (SemVer 2.0.0); InvalidInputError otherwise."""
@@ -297,6 +302,16 @@ class Registry:
 
     def __new__(cls, root: _Path, *, read_only: bool = False, create: bool = True) -> Registry: ...
     @staticmethod
+    def connect(
+        metadata: str,
+        objects: Optional[str] = None,
+        *,
+        read_only: bool = False,
+        create: bool = True,
+    ) -> Registry: ...
+    @property
+    def label(self) -> str: ...
+    @staticmethod
     def recover_database(root: _Path) -> tuple[Registry, builtins.list[str]]: ...
     def tree_files(self, digest: str) -> Optional[builtins.list[tuple[str, int]]]: ...
     def adopt(
@@ -311,7 +326,7 @@ class Registry:
         actor: str,
     ) -> VersionInfo: ...
     @property
-    def root(self) -> str: ...
+    def root(self) -> Optional[Path]: ...
     @property
     def read_only_reason(self) -> Optional[str]: ...
     @property

@@ -2,11 +2,11 @@
 
 ``metadata``
     Where names, versions, stages, lineage and runs are kept: a registry directory (a path,
-    or ``file:///ABSOLUTE/PATH``), or later a PostgreSQL database
+    or ``file:///ABSOLUTE/PATH``), or a PostgreSQL database
     (``postgresql://USER@HOST:PORT/DB``).
 ``objects``
     Where the bytes are kept: by default the registry directory's own object store
-    (``<registry>/objects``), or later an S3 bucket (``s3://BUCKET/PREFIX``).
+    (``<registry>/objects``), or an S3 bucket (``s3://BUCKET/PREFIX``).
 
 Sources, highest precedence first:
 
@@ -26,9 +26,9 @@ own store, and never inherits the objects of the team registry a config file des
 is read only when the registry comes from it or from the default (`pacha config show` always
 reads it).
 
-PostgreSQL metadata and S3 objects are recognised and validated but cannot be opened by this
-build yet: `RegistryLocation.local_registry` refuses them in one line, as it refuses objects
-in a directory other than the registry's own store. Secrets (a URL's password, query values
+Two pairs make a registry: a registry directory with its own objects, or PostgreSQL metadata
+with S3 objects (the rule lives in the core: ``_core.location_problem``);
+`RegistryLocation.open` refuses any other pair in one line. Secrets (a URL's password, query values
 such as ``password=`` or ``secret=``) are shown as ``***`` in everything this module prints
 or raises.
 """
@@ -40,9 +40,12 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
 
 from pacha.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from pacha import _core
 
 __all__ = [
     "MAX_CONFIG_BYTES",
@@ -53,6 +56,7 @@ __all__ = [
     "config_file",
     "mask_secrets",
     "registry_directory",
+    "registry_location",
     "resolve",
 ]
 
@@ -168,38 +172,66 @@ class RegistryLocation(NamedTuple):
     objects: Setting
     config: ConfigFile
 
-    def problem(self) -> Optional[str]:
-        """Why this build cannot open the registry here, or None when it can."""
+    def _core_locations(self) -> tuple[str, Optional[str]]:
+        """The two locations as the core takes them: the metadata as an absolute path or a
+        URL; the objects as None for the registry directory's own store, else as given."""
         metadata, objects = self.metadata, self.objects
-        if metadata.kind == "postgresql":
-            return (
-                f"PostgreSQL metadata ({_shown(metadata.shown)}) is not supported by this build "
-                f"yet; use a registry directory; it comes from {metadata.source}"
-            )
-        if objects.kind == "s3":
-            return (
-                f"S3 objects ({_shown(objects.shown)}) are not supported by this build yet; "
-                "leave objects unset to keep them in the registry directory; they come from "
-                f"{objects.source}"
-            )
-        if objects.kind == "directory" and metadata.path is not None and objects.path is not None:
-            own = metadata.path / OBJECTS_DIR
-            if os.path.realpath(objects.path) != os.path.realpath(own):
-                return (
-                    f"objects in a directory of their own ({_shown(objects.shown)}) are not "
-                    "supported by this build yet; a registry keeps its objects in "
-                    f"{_shown(str(own.absolute()))}: leave objects unset; they come from "
-                    f"{objects.source}"
-                )
-        return None
+        meta = str(metadata.path.absolute()) if metadata.path is not None else metadata.value
+        assert meta is not None
+        if objects.kind == "none":
+            return meta, None
+        if objects.path is not None:
+            own = None if metadata.path is None else metadata.path / OBJECTS_DIR
+            if own is not None and os.path.realpath(objects.path) == os.path.realpath(own):
+                return meta, None
+            return meta, str(objects.path.absolute())
+        return meta, objects.value
 
-    def local_registry(self) -> Path:
-        """The registry directory to open; `InvalidInputError` (one line, secrets masked)
-        when this build cannot open what is configured."""
+    def problem(self) -> Optional[str]:
+        """Why no registry can live here (the pairs the core supports: a registry directory
+        with its own objects, or PostgreSQL with S3), or None when one can."""
+        from pacha import _core
+
+        why = _core.location_problem(*self._core_locations())
+        if why is None:
+            return None
+        sources = f"metadata {_shown(self.metadata.shown)} from {self.metadata.source}"
+        if self.objects.kind != "none":
+            sources += f", objects {_shown(self.objects.shown)} from {self.objects.source}"
+        elif "ignored" in self.objects.source:
+            sources += f"; objects: {self.objects.source}"
+        return mask_secrets(f"{why} ({sources})")
+
+    @property
+    def shared(self) -> bool:
+        """True for a registry without a registry directory (PostgreSQL metadata)."""
+        return self.metadata.path is None
+
+    def open(self, *, read_only: bool = False, create: bool = True) -> _core.Registry:
+        """Open the registry (see `pacha.Registry`); `InvalidInputError` (one line, secrets
+        masked) for a pair of locations no registry can have."""
+        from pacha import _core
+
         problem = self.problem()
         if problem is not None:
             raise InvalidInputError(problem)
-        assert self.metadata.path is not None
+        metadata, objects = self._core_locations()
+        if self.metadata.path is not None:
+            return _core.Registry(self.metadata.path, read_only=read_only, create=create)
+        return _core.Registry.connect(metadata, objects, read_only=read_only, create=create)
+
+    def local_registry(self, what: str = "this") -> Path:
+        """The registry directory, for what only a registry directory has (`what` names
+        it: "`pacha recover`"); `InvalidInputError` (one line, secrets masked) otherwise."""
+        problem = self.problem()
+        if problem is not None:
+            raise InvalidInputError(problem)
+        if self.metadata.path is None:
+            raise InvalidInputError(
+                f"{what} works on a registry directory, and the registry in force is the shared "
+                f"one at {_shown(self.metadata.shown)} (from {self.metadata.source}); give "
+                "--registry PATH"
+            )
         return self.metadata.path
 
     def to_json(self) -> dict[str, Any]:
@@ -505,10 +537,21 @@ def registry_directory(
     *,
     metadata: Optional[PathLike] = None,
     objects: Optional[PathLike] = None,
+    what: str = "this",
 ) -> Path:
-    """The registry directory `pacha.Registry` opens for these arguments (``metadata`` is
-    another name for ``path``): resolved as `resolve` does, and refused in one line
-    (`InvalidInputError`) when this build cannot open it."""
+    """The registry directory for these arguments, for what only a registry directory has
+    (`what` names it in the refusal of a shared registry); see `registry_location`."""
+    return registry_location(path, metadata=metadata, objects=objects).local_registry(what)
+
+
+def registry_location(
+    path: Optional[PathLike] = None,
+    *,
+    metadata: Optional[PathLike] = None,
+    objects: Optional[PathLike] = None,
+) -> RegistryLocation:
+    """Where the registry `pacha.Registry` opens for these arguments lives (``metadata`` is
+    another name for ``path``), resolved as `resolve` does."""
     if _given(path) and _given(metadata):
         raise InvalidInputError(
             "give path or metadata, not both (metadata is another name for path)"
@@ -520,4 +563,4 @@ def registry_directory(
         metadata_source=source,
         objects_source="argument objects",
     )
-    return location.local_registry()
+    return location

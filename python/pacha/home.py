@@ -31,6 +31,6 @@ def open_store(
 ) -> ObjectStore:
     """The registry's object store; the registry is opened (and created, unless
     ``create=False``) as `pacha.Registry` opens it."""
-    from pacha._core import Registry
+    from pacha.config import registry_location
 
-    return Registry(registry_path(registry), read_only=read_only, create=create).store
+    return registry_location(registry).open(read_only=read_only, create=create).store

@@ -16,11 +16,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union, cast
 
 from pacha import _core, records
-from pacha.config import registry_directory
+from pacha.config import RegistryLocation, registry_location
 from pacha.errors import InvalidInputError, NotFoundError
 from pacha.records import stored_object
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pacha.lineage import Lineage, NodeLike
     from pacha.models import (
         ArtifactVersion,
@@ -250,14 +252,33 @@ class Registry:
         """Open the registry at ``path`` (default: as configured, see `pacha.config`),
         creating it unless ``create=False``. ``metadata`` is another name for ``path``;
         ``objects`` is where the bytes live (default: the registry directory's own store).
-        PostgreSQL metadata and S3 objects are recognised but refused by this build
-        (`InvalidInputError`, nothing created).
+        A registry a team shares has ``metadata="postgresql://USER:PASSWORD@HOST:PORT/DB"``
+        and ``objects="s3://BUCKET/PREFIX"`` (S3 credentials and endpoint from the
+        ``AWS_*`` environment, as boto3 takes them); its tables are created on first use.
 
         A registry this user or file system may only read opens read-only
         (`read_only_reason` says why; writes raise `ReadOnlyRegistryError`);
         ``read_only=True`` opens it so on purpose and never changes anything."""
-        self.path = registry_directory(path, metadata=metadata, objects=objects)
-        self._core = _core.Registry(self.path, read_only=read_only, create=create)
+        location = registry_location(path, metadata=metadata, objects=objects)
+        self._open(location, read_only=read_only, create=create)
+
+    def _open(self, location: RegistryLocation, *, read_only: bool, create: bool) -> None:
+        self._core = location.open(read_only=read_only, create=create)
+        #: The registry directory; None for a shared registry (PostgreSQL and S3).
+        self.path: Optional[Path] = self._core.root
+        #: How messages name the registry: its directory, or its database's URL (password
+        #: masked).
+        self.location: str = self._core.label
+
+    @classmethod
+    def at(
+        cls, location: RegistryLocation, *, read_only: bool = False, create: bool = True
+    ) -> Registry:
+        """The registry at a resolved `pacha.config.RegistryLocation` (as the command line
+        resolves it, with the sources its messages name)."""
+        registry = cls.__new__(cls)
+        registry._open(location, read_only=read_only, create=create)
+        return registry
 
     @property
     def read_only_reason(self) -> Optional[str]:
@@ -265,7 +286,7 @@ class Registry:
         return self._core.read_only_reason
 
     def __repr__(self) -> str:
-        return f"Registry({str(self.path)!r})"
+        return f"Registry({self.location!r})"
 
     @property
     def store(self) -> _core.ObjectStore:

@@ -124,8 +124,9 @@ def _global_options(
         typer.Option(
             "--registry",
             metavar="PATH|URL",
-            help="The registry: its directory (or file:///PATH; postgresql://USER@HOST:PORT/DB "
-            "is recognised but not supported by this build yet). Default: $PACHA_REGISTRY, "
+            help="The registry: its directory (or file:///PATH), or a team's shared registry's "
+            "database, postgresql://USER:PASSWORD@HOST:PORT/DB (with --objects s3://...). "
+            "Default: $PACHA_REGISTRY, "
             "else $PACHA_HOME, else registry.metadata in the config file ($PACHA_CONFIG, else "
             "$XDG_CONFIG_HOME/pacha/config.toml, else ~/.config/pacha/config.toml), else "
             "~/.pacha. `pacha config show` shows what is in force.",
@@ -137,7 +138,9 @@ def _global_options(
             "--objects",
             metavar="PATH|URL",
             help="Where the registry's bytes live: by default the registry directory's own "
-            "store (s3://BUCKET/PREFIX is recognised but not supported by this build yet). "
+            "store; for a PostgreSQL registry, a bucket, s3://BUCKET/PREFIX (credentials and "
+            "endpoint from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, "
+            "AWS_REGION). "
             "Default: $PACHA_OBJECTS, else registry.objects in the config file, each used only "
             "when the registry comes from the same place or a lower one (a registry given by "
             "--registry brings its own store).",
@@ -162,12 +165,11 @@ def init(
 
     Example: pacha --registry ./reg init
     """
-    from pacha.cli.options import registry_directory
+    from pacha.cli.options import open_registry
     from pacha.cli.output import print_json
-    from pacha.registry import Registry
 
-    registry = Registry(registry_directory(ctx))
-    path = registry.path.resolve()
+    registry = open_registry(ctx)
+    path = registry.location if registry.path is None else registry.path.resolve()
     read_only = registry.read_only_reason
     if json_out:
         print_json({"registry": str(path), "read_only": read_only})
@@ -375,7 +377,7 @@ def recover(
     from pacha.cli.output import human_size, print_json
     from pacha.recover import recover as run_recovery
 
-    report = run_recovery(registry_directory(ctx))
+    report = run_recovery(registry_directory(ctx, "`pacha recover`"))
     if json_out:
         print_json(report.to_json())
         return

@@ -38,10 +38,11 @@ def registry_location(ctx: typer.Context, *, read_config: bool = False) -> "Regi
     )
 
 
-def registry_directory(ctx: typer.Context) -> "Path":
-    """The registry directory in force; one line (`InvalidInputError`) when it is a location
-    this build cannot open (PostgreSQL metadata, S3 objects), before anything is created."""
-    return registry_location(ctx).local_registry()
+def registry_directory(ctx: typer.Context, what: str) -> "Path":
+    """The registry directory in force, for a command only a registry directory supports
+    (`what` names it); one line (`InvalidInputError`) for a shared registry, before
+    anything is created."""
+    return registry_location(ctx).local_registry(what)
 
 
 def open_registry(
@@ -52,7 +53,7 @@ def open_registry(
     clean an existing registry (verify, gc) pass ``create=False``."""
     from pacha.registry import Registry
 
-    return Registry(registry_directory(ctx), read_only=read_only, create=create)
+    return Registry.at(registry_location(ctx), read_only=read_only, create=create)
 
 
 def parse_pairs(items: Optional[list[str]], what: str) -> dict[str, str]:

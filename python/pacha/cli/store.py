@@ -27,10 +27,9 @@ QuietOption = Annotated[bool, typer.Option("-q", "--quiet", help="No progress ba
 
 
 def _store(ctx: typer.Context, *, read_only: bool = False, create: bool = True) -> ObjectStore:
-    from pacha.cli.options import registry_directory
-    from pacha.home import open_store
+    from pacha.cli.options import open_registry
 
-    return open_store(registry_directory(ctx), read_only=read_only, create=create)
+    return open_registry(ctx, read_only=read_only, create=create).store
 
 
 @app.command("add")

@@ -71,6 +71,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
             .into_iter()
             .collect::<std::collections::HashMap<_, _>>(),
     )?;
+    m.add_function(wrap_pyfunction!(registry::location_problem, m)?)?;
     m.add_function(wrap_pyfunction!(registry::parse_version, m)?)?;
     m.add_function(wrap_pyfunction!(registry::compare_versions, m)?)?;
     m.add_function(wrap_pyfunction!(registry::validate_name, m)?)?;

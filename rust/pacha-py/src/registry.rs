@@ -172,17 +172,37 @@ impl Registry {
     #[new]
     #[pyo3(signature = (root, *, read_only = false, create = true))]
     fn new(py: Python<'_>, root: PathBuf, read_only: bool, create: bool) -> PyResult<Self> {
-        let mode = match (read_only, create) {
-            (true, _) => registry::OpenMode::ReadOnly,
-            (false, true) => registry::OpenMode::Create,
-            (false, false) => registry::OpenMode::Existing,
-        };
+        let mode = open_mode(read_only, create);
         detached(py, || registry::Registry::open_with(root, mode)).map(Registry)
     }
 
+    /// Open the registry whose metadata is at `metadata` (a registry directory, or a
+    /// postgresql:// URL) and objects at `objects` (None for the directory's own store, or
+    /// an s3:// URL).
+    #[staticmethod]
+    #[pyo3(signature = (metadata, objects = None, *, read_only = false, create = true))]
+    fn connect(
+        py: Python<'_>,
+        metadata: &str,
+        objects: Option<&str>,
+        read_only: bool,
+        create: bool,
+    ) -> PyResult<Self> {
+        let mode = open_mode(read_only, create);
+        detached(py, || registry::Registry::connect(metadata, objects, mode)).map(Registry)
+    }
+
+    /// The registry directory; None for a shared registry (PostgreSQL and S3).
     #[getter]
-    fn root(&self) -> PathBuf {
-        self.0.root().to_path_buf()
+    fn root(&self) -> Option<PathBuf> {
+        self.0.root().map(PathBuf::from)
+    }
+
+    /// How messages name the registry: its directory, or its database's URL with the
+    /// password masked.
+    #[getter]
+    fn label(&self) -> String {
+        self.0.label().display().to_string()
     }
 
     /// Why this registry may only be read here, or None when it may be written.
@@ -893,7 +913,28 @@ impl Registry {
     }
 
     fn __repr__(&self) -> String {
-        format!("Registry({:?})", self.0.root())
+        format!("Registry({:?})", self.0.label())
+    }
+}
+
+fn open_mode(read_only: bool, create: bool) -> registry::OpenMode {
+    match (read_only, create) {
+        (true, _) => registry::OpenMode::ReadOnly,
+        (false, true) => registry::OpenMode::Create,
+        (false, false) => registry::OpenMode::Existing,
+    }
+}
+
+/// Why a registry cannot have its metadata at `metadata` and its objects at `objects` (None
+/// for the registry directory's own store), or None when it can; nothing is opened.
+#[pyfunction]
+#[pyo3(signature = (metadata, objects = None))]
+pub fn location_problem(metadata: &str, objects: Option<&str>) -> Option<String> {
+    let parsed = registry::MetadataLocation::parse(metadata)
+        .and_then(|m| Ok((m, registry::ObjectsLocation::parse(objects)?)));
+    match parsed {
+        Ok((metadata, objects)) => registry::backends::pair_problem(&metadata, &objects),
+        Err(e) => Some(e.to_string()),
     }
 }
 

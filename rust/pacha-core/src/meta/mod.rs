@@ -211,8 +211,20 @@ pub struct ObjectUse {
     pub users: Vec<String>,
 }
 
+/// A lock held until dropped (see [`MetadataStore::collector_lock`]).
+pub type HeldLock = Box<dyn std::any::Any + Send + Sync>;
+
 /// The metadata database.
 pub trait MetadataStore: Send + Sync + fmt::Debug {
+    /// For a store several machines share, the garbage collector's lock (see
+    /// `registry::gc`): shared for a registration, `exclusive` for the collector; held until
+    /// the guard is dropped. `None` for a store one machine uses: the registry's directory
+    /// holds that lock.
+    fn collector_lock(&self, exclusive: bool) -> Result<Option<HeldLock>> {
+        let _ = exclusive;
+        Ok(None)
+    }
+
     /// Fail early (before any bytes are stored) when `name`/`choice` cannot be registered.
     /// Advisory: `insert_version` checks again inside its transaction.
     fn precheck(&self, kind: Kind, name: &str, choice: &VersionChoice) -> Result<()>;

@@ -72,6 +72,10 @@ pub struct PostgresMetaStore {
     slot: Mutex<Slot>,
     /// True when this connect created the schema.
     created: bool,
+    /// Why writes are refused, for a store opened read-only.
+    read_only: Option<String>,
+    /// This process's shared hold of the collector's lock (see `locks`).
+    hold: std::sync::Arc<locks::SharedHold>,
 }
 
 impl std::fmt::Debug for PostgresMetaStore {
@@ -487,6 +491,12 @@ impl PostgresMetaStore {
     /// (or libpq's `key=value` form), creating or migrating the registry's tables as needed.
     /// Errors name the URL with its password masked.
     pub fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, None)
+    }
+
+    /// [`Self::connect`]; with a `read_only` reason, every write is refused with it and the
+    /// schema must exist and be current (nothing is created or migrated).
+    pub fn connect_with(url: &str, read_only: Option<&str>) -> Result<Self> {
         let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
             // The key=value parser quotes the character it stumbled on, which may belong
             // to a password: only the URL parser's reasons are shown.
@@ -527,6 +537,8 @@ impl PostgresMetaStore {
                 pid: std::process::id(),
             }),
             created: false,
+            read_only: read_only.map(str::to_string),
+            hold: std::sync::Arc::default(),
         };
         store.created = store.with_session(|s| schema::migrate(&store, s))??;
         Ok(store)
@@ -583,6 +595,12 @@ impl PostgresMetaStore {
 
     /// Run `f` in a SERIALIZABLE transaction (see the module's comment).
     fn write<T>(&self, f: impl Fn(&mut PgTx<'_>) -> Result<T>) -> Result<T> {
+        if let Some(reason) = &self.read_only {
+            return Err(CoreError::ReadOnly {
+                path: PathBuf::from(&self.shown),
+                reason: reason.clone(),
+            });
+        }
         self.transact("BEGIN ISOLATION LEVEL SERIALIZABLE", f)
     }
 
@@ -627,6 +645,14 @@ impl PostgresMetaStore {
 }
 
 impl MetadataStore for PostgresMetaStore {
+    fn collector_lock(&self, exclusive: bool) -> Result<Option<super::HeldLock>> {
+        if exclusive {
+            Ok(Some(Box::new(self.hold_exclusive()?)))
+        } else {
+            Ok(Some(Box::new(self.hold_shared()?)))
+        }
+    }
+
     fn precheck(&self, kind: Kind, name: &str, choice: &VersionChoice) -> Result<()> {
         self.read(|tx| rules::choose_version(tx, kind, name, choice).map(drop))
     }
@@ -965,6 +991,7 @@ impl MetadataStore for PostgresMetaStore {
 }
 
 mod lineage;
+mod locks;
 mod runs;
 mod schema;
 mod tx;

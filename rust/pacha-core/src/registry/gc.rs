@@ -1,6 +1,8 @@
 //! Garbage collection: mark the objects the metadata references, sweep the rest.
 //!
-//! Safe while other processes register, by two file locks in the registry directory:
+//! Safe while other processes register, by a lock that registrations hold shared and the
+//! collector exclusively. A registry several machines share keeps it in its database (a
+//! PostgreSQL advisory lock: `meta::postgres::locks`); a registry directory, in two files:
 //! every registration holds `gc.lock` shared from before it stores its first byte until its
 //! metadata transaction commits, and the collector holds it exclusively while it marks and
 //! sweeps, so no object can be found unreferenced while a registration is about to
@@ -17,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use super::Registry;
 use crate::error::IoContext;
+use crate::meta::HeldLock;
 use crate::{Digest, Result};
 
 const LOCK_FILE: &str = "gc.lock";
@@ -36,37 +39,63 @@ pub struct GcReport {
 }
 
 /// Held by a registration from its first stored byte to its commit.
-#[derive(Debug)]
 pub struct RegistrationGuard {
-    _lock: File,
+    _held: Held,
+}
+
+impl std::fmt::Debug for RegistrationGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RegistrationGuard")
+    }
+}
+
+/// One side of the collector's lock, released when dropped.
+enum Held {
+    /// In the database (see `MetadataStore::collector_lock`).
+    Database(#[allow(dead_code)] HeldLock),
+    /// In the registry directory's lock files (the intent file is only passed through by a
+    /// registration, so it holds just the lock file).
+    Files(#[allow(dead_code)] Vec<File>),
 }
 
 impl Registry {
     /// Open (creating if needed) one of the lock files; never through a link, never
     /// truncating.
-    fn open_lock(&self, name: &str) -> Result<File> {
-        self.dir.open_or_create(name, self.sharing.file_mode())
+    fn open_lock(&self, name: &str) -> Result<(File, std::path::PathBuf)> {
+        let home = self.home("the collector's lock file")?;
+        let file = home.dir.open_or_create(name, home.sharing.file_mode())?;
+        Ok((file, home.root.join(name)))
     }
 
     /// Take the shared side of the collector's lock (see the module docs).
     pub(crate) fn registration_guard(&self) -> Result<RegistrationGuard> {
         self.ensure_writable()?;
-        let intent = self.open_lock(INTENT_FILE)?;
-        intent.lock_shared().at(&self.root.join(INTENT_FILE))?;
-        let lock = self.open_lock(LOCK_FILE)?;
-        lock.lock_shared().at(&self.root.join(LOCK_FILE))?;
+        if let Some(held) = self.meta.collector_lock(false)? {
+            return Ok(RegistrationGuard {
+                _held: Held::Database(held),
+            });
+        }
+        let (intent, intent_path) = self.open_lock(INTENT_FILE)?;
+        intent.lock_shared().at(&intent_path)?;
+        let (lock, lock_path) = self.open_lock(LOCK_FILE)?;
+        lock.lock_shared().at(&lock_path)?;
         drop(intent);
-        Ok(RegistrationGuard { _lock: lock })
+        Ok(RegistrationGuard {
+            _held: Held::Files(vec![lock]),
+        })
     }
 
-    /// The exclusive side of both locks (see the module docs), held until dropped.
-    fn collector_lock(&self) -> Result<(File, File)> {
+    /// The exclusive side (see the module docs), held until dropped.
+    fn collector_lock(&self) -> Result<Held> {
         self.ensure_writable()?;
-        let intent = self.open_lock(INTENT_FILE)?;
-        intent.lock().at(&self.root.join(INTENT_FILE))?;
-        let lock = self.open_lock(LOCK_FILE)?;
-        lock.lock().at(&self.root.join(LOCK_FILE))?;
-        Ok((intent, lock))
+        if let Some(held) = self.meta.collector_lock(true)? {
+            return Ok(Held::Database(held));
+        }
+        let (intent, intent_path) = self.open_lock(INTENT_FILE)?;
+        intent.lock().at(&intent_path)?;
+        let (lock, lock_path) = self.open_lock(LOCK_FILE)?;
+        lock.lock().at(&lock_path)?;
+        Ok(Held::Files(vec![intent, lock]))
     }
 
     /// Remove those of `digests` that nothing references, under the collector's lock (so

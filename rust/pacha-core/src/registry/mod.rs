@@ -19,8 +19,10 @@ use crate::meta::{
 use crate::store::{Expected, LocalStore, ObjectStore, Problem, PACK_DIR};
 use crate::{tree, CoreError, Digest, Progress, Result};
 
+pub mod backends;
 mod gc;
 mod recover;
+pub use backends::{MetadataLocation, ObjectsLocation};
 pub use gc::{GcReport, RegistrationGuard};
 pub use recover::AdoptRequest;
 
@@ -61,17 +63,28 @@ fn holds_objects_at(dir: &Dir) -> Result<bool> {
 
 #[derive(Debug, Clone)]
 pub struct Registry {
-    root: PathBuf,
-    /// The registry directory, held open: its files are reached from it without following
-    /// links (see `fsutil::Dir`).
-    dir: Arc<Dir>,
-    sharing: Sharing,
+    /// How messages name the registry: its directory, or its database's URL (password
+    /// masked).
+    label: PathBuf,
+    /// The registry directory, for a registry kept in one (SQLite and local objects); a
+    /// shared registry (PostgreSQL and S3) has none.
+    home: Option<Home>,
     /// Why writes are refused, for a registry opened read-only.
     read_only: Option<String>,
     store: Arc<dyn ObjectStore>,
     meta: Arc<dyn MetadataStore>,
     /// The last lineage snapshot loaded, reused while the database's token is unchanged.
     graph: Arc<Mutex<Option<Arc<Graph>>>>,
+}
+
+/// A registry directory.
+#[derive(Debug, Clone)]
+struct Home {
+    root: PathBuf,
+    /// Held open: its files are reached from it without following links (see
+    /// `fsutil::Dir`).
+    dir: Arc<Dir>,
+    sharing: Sharing,
 }
 
 /// How to open a registry.
@@ -286,9 +299,12 @@ impl Registry {
             }
         }
         Ok(Registry {
-            root,
-            dir: Arc::new(dir),
-            sharing,
+            label: root.clone(),
+            home: Some(Home {
+                root,
+                dir: Arc::new(dir),
+                sharing,
+            }),
             read_only,
             store: Arc::new(store),
             meta: Arc::new(meta),
@@ -319,8 +335,56 @@ impl Registry {
             .map_err(|e| CoreError::io(dir.path(), e.into()))
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Open the registry whose metadata and objects live where `metadata` and `objects`
+    /// say (see [`backends`]): a registry directory (objects `None`), or a PostgreSQL URL
+    /// and an S3 URL. The schema of a new PostgreSQL database is created, except in
+    /// [`OpenMode::ReadOnly`].
+    pub fn connect(metadata: &str, objects: Option<&str>, mode: OpenMode) -> Result<Self> {
+        let metadata = MetadataLocation::parse(metadata)?;
+        let objects = ObjectsLocation::parse(objects)?;
+        if let Some(problem) = backends::pair_problem(&metadata, &objects) {
+            return Err(CoreError::InvalidInput { message: problem });
+        }
+        match (metadata, objects) {
+            (MetadataLocation::Directory(root), _) => Self::open_with(root, mode),
+            (MetadataLocation::Postgres(url), ObjectsLocation::S3(bucket)) => {
+                let read_only = (mode == OpenMode::ReadOnly).then_some("it was opened read-only");
+                let meta = crate::meta::PostgresMetaStore::connect_with(&url, read_only)?;
+                let store = crate::store::S3Store::open(&bucket)?;
+                Ok(Registry {
+                    label: PathBuf::from(meta.url()),
+                    home: None,
+                    read_only: read_only.map(str::to_string),
+                    store: Arc::new(store),
+                    meta: Arc::new(meta),
+                    graph: Arc::new(Mutex::new(None)),
+                })
+            }
+            _ => Err(CoreError::Internal {
+                message: "backends::pair_problem let an unsupported pair through".into(),
+            }),
+        }
+    }
+
+    /// The registry directory, `None` for a shared registry (PostgreSQL and S3).
+    pub fn root(&self) -> Option<&Path> {
+        self.home.as_ref().map(|home| home.root.as_path())
+    }
+
+    /// How messages name the registry: its directory, or its database's URL (password
+    /// masked).
+    pub fn label(&self) -> &Path {
+        &self.label
+    }
+
+    /// The registry directory, for what only a registry kept in one has.
+    fn home(&self, what: &str) -> Result<&Home> {
+        self.home.as_ref().ok_or_else(|| CoreError::InvalidInput {
+            message: format!(
+                "{what} works on a registry directory, and {} is a shared registry",
+                self.label.display()
+            ),
+        })
     }
 
     /// Why this registry may only be read, or `None` when it may be written.
@@ -333,7 +397,7 @@ impl Registry {
         match &self.read_only {
             None => Ok(()),
             Some(reason) => Err(CoreError::ReadOnly {
-                path: self.root.clone(),
+                path: self.label.clone(),
                 reason: reason.clone(),
             }),
         }
@@ -557,7 +621,7 @@ impl Registry {
                 dest.display()
             ),
         };
-        if let Ok(root) = fs::canonicalize(&self.root) {
+        if let Some(Ok(root)) = self.root().map(fs::canonicalize) {
             if target.starts_with(&root) {
                 return Err(refuse("it is inside the registry"));
             }
@@ -618,22 +682,21 @@ impl Registry {
         if let Some(graph) = held.as_ref().filter(|g| g.token() == token) {
             return Ok(Arc::clone(graph));
         }
-        let cached = self
-            .dir
-            .open_dir(CACHE_DIR)
-            .ok()
-            .flatten()
-            .and_then(|dir| cache::load(&dir, &token));
+        // A shared registry keeps no cache on disk: each process loads the graph once.
+        let cached = self.home.as_ref().and_then(|home| {
+            let dir = home.dir.open_dir(CACHE_DIR).ok().flatten()?;
+            cache::load(&dir, &token)
+        });
         let graph = match cached {
             Some(graph) => graph,
             None => {
                 let graph = Graph::from_rows(self.meta.lineage_rows()?)?;
                 // Best effort: a registry on a read-only medium still answers queries.
-                if self.read_only.is_none() {
-                    let saved = self
+                if let Some(home) = self.home.as_ref().filter(|_| self.read_only.is_none()) {
+                    let saved = home
                         .dir
-                        .ensure_dir(CACHE_DIR, self.sharing.dir_mode())
-                        .and_then(|(dir, _)| cache::save(&graph, &dir, self.sharing.file_mode()));
+                        .ensure_dir(CACHE_DIR, home.sharing.dir_mode())
+                        .and_then(|(dir, _)| cache::save(&graph, &dir, home.sharing.file_mode()));
                     drop(saved);
                 }
                 graph
@@ -654,12 +717,18 @@ impl Registry {
                 return Ok((graph, index));
             }
         }
+        let remedy = match self.root() {
+            Some(root) => format!(
+                "remove {}/{} and try again",
+                root.join(CACHE_DIR).display(),
+                cache::FILE_NAME
+            ),
+            None => "try again".to_string(),
+        };
         Err(CoreError::Corrupt {
             message: format!(
-                "{} is missing from the lineage graph; remove {}/{} and try again",
-                record.typed_label(),
-                self.root.join(CACHE_DIR).display(),
-                cache::FILE_NAME
+                "{} is missing from the lineage graph; {remedy}",
+                record.typed_label()
             ),
         })
     }
@@ -777,6 +846,14 @@ impl Registry {
         })
     }
 
+    /// The database as messages name it: the registry directory's file, or the server.
+    fn database_path(&self) -> PathBuf {
+        match self.root() {
+            Some(root) => root.join(DATABASE_FILE),
+            None => self.label.clone(),
+        }
+    }
+
     /// Versions whose metadata disagrees with itself or with the objects: a digest that is
     /// not among the version's recorded objects, a file whose recorded size differs from its
     /// object's, a tree whose manifest lists files, sizes or a count other than recorded.
@@ -788,7 +865,7 @@ impl Registry {
                 problem: Problem {
                     kind: crate::store::ProblemKind::Inconsistent,
                     digest: Some(record.digest),
-                    path: self.root.join(DATABASE_FILE),
+                    path: self.database_path(),
                     detail: format!("{detail}; the database is damaged — restore it from a backup"),
                 },
                 users: vec![record.label()],
@@ -856,15 +933,17 @@ impl Registry {
             path,
             detail: "a symbolic link that pacha did not create (never followed)".into(),
         };
-        for (name, kind) in self.dir.entries()? {
-            if kind == EntryKind::Symlink {
-                problems.push(link(self.root.join(&name)));
-            }
-        }
-        if let Some(cache) = self.dir.open_dir(CACHE_DIR).ok().flatten() {
-            for (name, kind) in cache.entries()? {
+        if let Some(home) = &self.home {
+            for (name, kind) in home.dir.entries()? {
                 if kind == EntryKind::Symlink {
-                    problems.push(link(cache.join(&name)));
+                    problems.push(link(home.root.join(&name)));
+                }
+            }
+            if let Some(cache) = home.dir.open_dir(CACHE_DIR).ok().flatten() {
+                for (name, kind) in cache.entries()? {
+                    if kind == EntryKind::Symlink {
+                        problems.push(link(cache.join(&name)));
+                    }
                 }
             }
         }

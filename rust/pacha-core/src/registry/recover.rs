@@ -44,7 +44,7 @@ impl Registry {
                     message: format!(
                         "the registry at {} has its database; there is nothing to recover \
                          (`pacha verify` checks it)",
-                        registry.root().display()
+                        registry.label().display()
                     ),
                 })
             }

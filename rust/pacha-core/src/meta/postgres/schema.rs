@@ -216,6 +216,25 @@ pub(super) fn migrate(store: &PostgresMetaStore, session: &mut Session) -> Resul
     if current == known {
         return Ok(false);
     }
+    if let Some(reason) = &store.read_only {
+        return Err(if current == 0 {
+            CoreError::NotFound {
+                message: format!(
+                    "there is no registry in the database {}; create one by opening it once \
+                     without read-only (as `pacha init` does)",
+                    store.shown
+                ),
+            }
+        } else {
+            CoreError::ReadOnly {
+                path: std::path::PathBuf::from(&store.shown),
+                reason: format!(
+                    "{reason}, and its schema (version {current}) needs upgrading to version \
+                     {known} first; open it once without read-only"
+                ),
+            }
+        });
+    }
     // READ COMMITTED: each statement after the lock sees what a process that migrated
     // while we waited for it committed (a snapshot taken before the wait would not).
     tx.transaction("BEGIN ISOLATION LEVEL READ COMMITTED", &|tx: &mut PgTx<

@@ -1,0 +1,156 @@
+//! The garbage collector's lock for a registry several machines share: a PostgreSQL advisory
+//! lock, held by registrations shared and by the collector exclusively (see
+//! `registry::gc`). The database is the one thing every client of a shared registry reaches,
+//! so the lock lives there rather than in a file.
+//!
+//! An advisory lock belongs to a session, so it is held on a connection of its own: the
+//! store's connection is reconnected when it breaks, which would drop the lock unnoticed in
+//! the middle of a registration. Registrations of one process share one lock connection and
+//! one shared hold (taken by the first, released by the last); the collector opens a
+//! connection for its exclusive hold and closes it when done. PostgreSQL queues a lock
+//! request behind a conflicting waiter, so a waiting collector is not starved by a stream of
+//! registrations.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::{pg_error, PostgresMetaStore, Session};
+use crate::Result;
+
+/// The advisory lock's key: "pacha_gc".
+const GC_LOCK: i64 = 0x7061_6368_615f_6763;
+
+/// The shared hold of one process, and the connection that holds it.
+#[derive(Default)]
+pub(super) struct SharedHold {
+    slot: Mutex<HoldSlot>,
+}
+
+#[derive(Default)]
+struct HoldSlot {
+    session: Option<Session>,
+    /// Registrations holding the lock through this session.
+    holders: usize,
+    pid: u32,
+}
+
+/// Held while a registration may write objects that nothing references yet.
+pub(super) struct SharedGuard {
+    hold: Arc<SharedHold>,
+    shown: String,
+}
+
+/// Held while the collector marks and sweeps; the lock goes with its connection.
+pub(super) struct ExclusiveGuard {
+    session: Option<Session>,
+}
+
+impl Drop for ExclusiveGuard {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            session.close();
+        }
+    }
+}
+
+impl Drop for SharedGuard {
+    fn drop(&mut self) {
+        let mut slot = self
+            .hold
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot.pid != std::process::id() {
+            return;
+        }
+        slot.holders = slot.holders.saturating_sub(1);
+        if slot.holders > 0 {
+            return;
+        }
+        let released = slot.session.as_mut().map(|session| {
+            session
+                .runtime
+                .block_on(
+                    session
+                        .client
+                        .query("SELECT pg_advisory_unlock_shared($1)", &[&GC_LOCK]),
+                )
+                .map_err(|e| pg_error(&self.shown, &e))
+        });
+        if !matches!(released, Some(Ok(_))) {
+            // The lock could not be released in place: closing the connection releases it.
+            if let Some(session) = slot.session.take() {
+                session.close();
+            }
+        }
+    }
+}
+
+/// Wait for the lock on `session` (no statement timeout: a registration waits for a
+/// collector to finish, and a collector for registrations in flight).
+fn take(session: &mut Session, sql: &str, shown: &str) -> Result<()> {
+    session
+        .runtime
+        .block_on(async {
+            session
+                .client
+                .batch_execute("SET statement_timeout = 0")
+                .await?;
+            session.client.query(sql, &[&GC_LOCK]).await
+        })
+        .map(drop)
+        .map_err(|e| pg_error(shown, &e))
+}
+
+impl PostgresMetaStore {
+    /// The shared side of the collector's lock, for a registration.
+    pub(super) fn hold_shared(&self) -> Result<SharedGuard> {
+        let mut slot = self
+            .hold
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let pid = std::process::id();
+        if slot.pid != pid {
+            // A forked child: the parent's connection is not ours to use or close.
+            std::mem::forget(slot.session.take());
+            slot.holders = 0;
+            slot.pid = pid;
+        }
+        if slot.holders == 0 {
+            let session = match slot.session.take() {
+                Some(session) if !session.broken && !session.client.is_closed() => session,
+                Some(broken) => {
+                    broken.close();
+                    Session::open(&self.config, &self.shown)?
+                }
+                None => Session::open(&self.config, &self.shown)?,
+            };
+            let session = slot.session.insert(session);
+            if let Err(e) = take(session, "SELECT pg_advisory_lock_shared($1)", &self.shown) {
+                if let Some(session) = slot.session.take() {
+                    session.close();
+                }
+                return Err(e);
+            }
+        }
+        slot.holders += 1;
+        Ok(SharedGuard {
+            hold: Arc::clone(&self.hold),
+            shown: self.shown.clone(),
+        })
+    }
+
+    /// The exclusive side, for the collector: waits until no registration is in flight.
+    pub(super) fn hold_exclusive(&self) -> Result<ExclusiveGuard> {
+        let mut session = Session::open(&self.config, &self.shown)?;
+        match take(&mut session, "SELECT pg_advisory_lock($1)", &self.shown) {
+            Ok(()) => Ok(ExclusiveGuard {
+                session: Some(session),
+            }),
+            Err(e) => {
+                session.close();
+                Err(e)
+            }
+        }
+    }
+}
