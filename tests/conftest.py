@@ -29,6 +29,10 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 # over the PACHA_HOME every test sets; a config file could name a team registry).
 for _setting in ("PACHA_REGISTRY", "PACHA_OBJECTS", "PACHA_CONFIG"):
     os.environ.pop(_setting, None)
+# Downloads from shared registries are cached here, never in the developer's ~/.cache.
+os.environ["PACHA_CACHE"] = str(
+    Path(os.environ.get("TMPDIR", "/tmp")) / f"pacha-tests-cache-{os.getpid()}"
+)
 os.environ["XDG_CONFIG_HOME"] = str(
     Path(os.environ.get("TMPDIR", "/tmp")) / f"pacha-tests-no-config-{os.getpid()}"
 )
@@ -194,6 +198,7 @@ def backend(
     server: S3Server = request.getfixturevalue("s3")
     for key, value in server.env().items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PACHA_CACHE", str(tmp_path / "download-cache"))
     database = cluster.new_database("conformance")
     # One bucket, a prefix per test: SeaweedFS gives each bucket volumes of its own and runs
     # out of them after about seventy.

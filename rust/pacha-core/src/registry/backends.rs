@@ -72,6 +72,20 @@ impl ObjectsLocation {
     }
 }
 
+/// Where downloads from a shared registry are cached (see `store::CachedStore`):
+/// `$PACHA_CACHE`, else `$XDG_CACHE_HOME/pacha`, else `~/.cache/pacha`; `None` when none of
+/// them is set.
+pub fn cache_dir() -> Option<PathBuf> {
+    let set = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    set("PACHA_CACHE")
+        .or_else(|| set("XDG_CACHE_HOME").map(|d| d.join("pacha")))
+        .or_else(|| set("HOME").map(|d| d.join(".cache").join("pacha")))
+}
+
 /// Why this pair of locations cannot make a registry, or `None` when it can (see the
 /// module docs).
 pub fn pair_problem(metadata: &MetadataLocation, objects: &ObjectsLocation) -> Option<String> {

@@ -350,12 +350,16 @@ impl Registry {
             (MetadataLocation::Postgres(url), ObjectsLocation::S3(bucket)) => {
                 let read_only = (mode == OpenMode::ReadOnly).then_some("it was opened read-only");
                 let meta = crate::meta::PostgresMetaStore::connect_with(&url, read_only)?;
-                let store = crate::store::S3Store::open(&bucket)?;
+                let bucket = crate::store::S3Store::open(&bucket)?;
+                let store: Arc<dyn ObjectStore> = match Self::download_cache() {
+                    Some(cache) => Arc::new(crate::store::CachedStore::new(bucket, cache)),
+                    None => Arc::new(bucket),
+                };
                 Ok(Registry {
                     label: PathBuf::from(meta.url()),
                     home: None,
                     read_only: read_only.map(str::to_string),
-                    store: Arc::new(store),
+                    store,
                     meta: Arc::new(meta),
                     graph: Arc::new(Mutex::new(None)),
                 })
@@ -364,6 +368,16 @@ impl Registry {
                 message: "backends::pair_problem let an unsupported pair through".into(),
             }),
         }
+    }
+
+    /// The local store that caches a shared registry's downloads (see
+    /// [`backends::cache_dir`]); `None` when there is no place for it, or it cannot be made
+    /// there (a read-only home): downloads then come from the bucket each time, verified
+    /// all the same.
+    fn download_cache() -> Option<LocalStore> {
+        let dir = backends::cache_dir()?;
+        crate::fsutil::create_private_dir_all(&dir).ok()?;
+        LocalStore::open(dir.join(OBJECTS_DIR)).ok()
     }
 
     /// The registry directory, `None` for a shared registry (PostgreSQL and S3).

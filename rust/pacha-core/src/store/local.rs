@@ -565,6 +565,36 @@ impl LocalStore {
         })
     }
 
+    /// Store the object `digest` from bytes fetched elsewhere (a cache of another store):
+    /// `fill` passes them to its sink in order and returns their digest, as it computed it
+    /// while reading; they are written to a temp file and committed only when that digest is
+    /// `digest` (else `CoreError::Integrity`, and nothing is stored). Returns the size.
+    pub(crate) fn put_streamed(
+        &self,
+        digest: &Digest,
+        fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<Digest>,
+    ) -> Result<u64> {
+        let mut tmp = self.new_temp()?;
+        let tmp_path = tmp.path();
+        let mut size = 0u64;
+        let actual = {
+            let file = tmp.file_mut();
+            fill(&mut |data: &[u8]| {
+                size += data.len() as u64;
+                file.write_all(data).at(&tmp_path)
+            })?
+        };
+        if actual != *digest {
+            return Err(CoreError::Integrity {
+                expected: *digest,
+                actual,
+                path: tmp_path,
+            });
+        }
+        self.commit(tmp, digest)?;
+        Ok(size)
+    }
+
     fn put_large(
         &self,
         mut file: File,

@@ -243,7 +243,7 @@ impl S3Store {
     }
 
     /// What a key names, shown in messages (`s3://bucket/key`).
-    fn display(&self, digest: &Digest) -> PathBuf {
+    pub(crate) fn display(&self, digest: &Digest) -> PathBuf {
         PathBuf::from(format!(
             "s3://{}/{}",
             self.location.bucket,
@@ -372,17 +372,16 @@ impl S3Store {
         }
     }
 
-    /// Stream an object through `sink`, hashing it; returns its digest and length. Large
-    /// objects are read in bounded ranges, each its own request.
+    /// Stream an object of `size` bytes (as `head` found) through `sink`, hashing it;
+    /// returns its digest and length. Large objects are read in bounded ranges, each its own
+    /// request.
     fn read_hashing(
         &self,
         digest: &Digest,
+        size: u64,
         progress: &Progress,
         mut sink: impl FnMut(&[u8]) -> Result<()>,
     ) -> Result<(Digest, u64)> {
-        let size = self
-            .head(digest)?
-            .ok_or(CoreError::ObjectNotFound { digest: *digest })?;
         let key = self.key(digest);
         let blobs = self.blobs()?;
         let mut hasher = blake3::Hasher::new();
@@ -400,6 +399,22 @@ impl S3Store {
             at += data.len() as u64;
         }
         Ok((hasher.finalize().into(), at))
+    }
+
+    /// Stream the object `digest` through `sink` (unverified: the caller compares the
+    /// digest returned, of the bytes passed, with `digest`), adding its size to `progress`'s
+    /// total. For a cache filling itself from this store.
+    pub(crate) fn fetch(
+        &self,
+        digest: &Digest,
+        progress: &Progress,
+        sink: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<Digest> {
+        let size = self
+            .head(digest)?
+            .ok_or(CoreError::ObjectNotFound { digest: *digest })?;
+        progress.add_total(size);
+        Ok(self.read_hashing(digest, size, progress, sink)?.0)
     }
 
     fn integrity(&self, digest: &Digest, actual: Digest) -> CoreError {
@@ -432,7 +447,7 @@ impl S3Store {
                 ));
             }
         }
-        let (actual, _) = self.read_hashing(&digest, progress, |_| Ok(()))?;
+        let (actual, _) = self.read_hashing(&digest, size, progress, |_| Ok(()))?;
         if actual == digest {
             return Ok(None);
         }
@@ -605,7 +620,7 @@ impl ObjectStore for S3Store {
         progress.add_total(size);
         let mut part = destination::part_file(&parent, options.mode)?;
         let part_path = part.path().to_path_buf();
-        let (actual, written) = self.read_hashing(digest, progress, |data| {
+        let (actual, written) = self.read_hashing(digest, size, progress, |data| {
             part.as_file_mut().write_all(data).at(&part_path)
         })?;
         if actual != *digest {
@@ -628,7 +643,7 @@ impl ObjectStore for S3Store {
             });
         }
         let mut data = Vec::with_capacity(size as usize);
-        let (actual, _) = self.read_hashing(digest, &Progress::new(), |chunk| {
+        let (actual, _) = self.read_hashing(digest, size, &Progress::new(), |chunk| {
             data.extend_from_slice(chunk);
             Ok(())
         })?;
