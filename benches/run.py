@@ -195,7 +195,8 @@ class Peers:
         if not python.exists():
             print(f"installing peers into {PEERS_VENV} ...", file=sys.stderr)
             venv.create(PEERS_VENV, with_pip=True)
-        for package in ("dvc", "mlflow", "blake3"):
+        # psycopg2: MLflow's driver for the shared-registry rows' PostgreSQL.
+        for package in ("dvc", "mlflow", "blake3", "psycopg2-binary"):
             done = subprocess.run(
                 [str(python), "-m", "pip", "install", "-q", package],
                 capture_output=True,
@@ -661,6 +662,11 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--data", type=Path, default=None, help="where to generate data (kept)")
+    parser.add_argument(
+        "--no-shared",
+        action="store_true",
+        help="skip the shared-registry rows (PostgreSQL + S3, started by the benchmark)",
+    )
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 5)
     results = Results(
@@ -684,6 +690,16 @@ def main() -> int:
             prefix="pacha-bench-", dir=os.environ.get("TMPDIR")
         ) as tmp:
             bench(args.quick, rounds, peers, Path(tmp), results)
+    if not args.no_shared:
+        from bench_shared import bench_shared
+
+        if args.data:
+            bench_shared(args.quick, rounds, peers, args.data, results, Row)
+        else:
+            with tempfile.TemporaryDirectory(
+                prefix="pacha-bench-shared-", dir=os.environ.get("TMPDIR")
+            ) as tmp:
+                bench_shared(args.quick, rounds, peers, Path(tmp), results, Row)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(
         json.dumps({**asdict(results), "seconds": time.perf_counter() - started}, indent=2) + "\n"

@@ -40,7 +40,10 @@ const PART_SIZE: usize = 16 << 20;
 /// Parts of one object in flight at once (memory: this many parts).
 const PARTS_IN_FLIGHT: usize = 4;
 /// Large objects are read back in ranges of this size, each its own bounded request.
-const READ_RANGE: u64 = 32 << 20;
+const READ_RANGE: u64 = 8 << 20;
+
+/// Ranged GETs of one object in flight at once.
+const RANGES_IN_FLIGHT: usize = 8;
 
 /// Where the bucket is and how to reach it.
 #[derive(Debug, Clone)]
@@ -373,8 +376,9 @@ impl S3Store {
     }
 
     /// Stream an object of `size` bytes (as `head` found) through `sink`, hashing it;
-    /// returns its digest and length. Large objects are read in bounded ranges, each its own
-    /// request.
+    /// returns its digest and length. Large objects are read as ranges, several requests in
+    /// flight (as boto3's `download_file` does) but handed to `sink` in order, so memory is
+    /// bounded by [`RANGES_IN_FLIGHT`] × [`READ_RANGE`].
     fn read_hashing(
         &self,
         digest: &Digest,
@@ -384,21 +388,33 @@ impl S3Store {
     ) -> Result<(Digest, u64)> {
         let key = self.key(digest);
         let blobs = self.blobs()?;
+        let location = self.location.uri();
+        let ranges = (0..size)
+            .step_by(READ_RANGE as usize)
+            .map(move |at| at..size.min(at + READ_RANGE));
         let mut hasher = blake3::Hasher::new();
-        let mut at = 0u64;
-        while at < size {
-            progress.check()?;
-            let range: Range<u64> = at..size.min(at + READ_RANGE);
-            let data = self.block_on(blobs.get_range(&key, range.clone()))?;
-            if data.is_empty() {
-                break;
+        let mut read = 0u64;
+        crate::runtime::runtime()?.block_on(async {
+            let mut chunks = futures::stream::iter(ranges)
+                .map(|range: Range<u64>| {
+                    let (blobs, key) = (Arc::clone(&blobs), key.clone());
+                    async move { blobs.get_range(&key, range).await }
+                })
+                .buffered(RANGES_IN_FLIGHT);
+            while let Some(data) = chunks.next().await {
+                let data = data.map_err(|e| backend_error(&location, &e))?;
+                progress.check()?;
+                if data.is_empty() {
+                    break;
+                }
+                hasher.update(&data);
+                sink(&data)?;
+                progress.advance(data.len() as u64);
+                read += data.len() as u64;
             }
-            hasher.update(&data);
-            sink(&data)?;
-            progress.advance(data.len() as u64);
-            at += data.len() as u64;
-        }
-        Ok((hasher.finalize().into(), at))
+            Ok::<(), CoreError>(())
+        })?;
+        Ok((hasher.finalize().into(), read))
     }
 
     /// Stream the object `digest` through `sink` (unverified: the caller compares the
