@@ -533,6 +533,18 @@ impl S3Store {
     }
 }
 
+/// The status of an answer in the 5xx range, from the crate's words ("Server returned
+/// non-2xx status code: 500 Internal Server Error: ..."), if the request got one.
+fn server_failure(text: &str) -> Option<String> {
+    let at = text.find("status code: 5")? + "status code: ".len();
+    let status: String = text[at..]
+        .chars()
+        .take_while(|&c| c != ':' && c != '\n')
+        .take(60)
+        .collect();
+    Some(format!("HTTP {}", status.trim()))
+}
+
 /// One line for a failed request: what failed and what to check, never a credential.
 fn backend_error(location: &str, error: &object_store::Error) -> CoreError {
     let text = error.to_string();
@@ -548,9 +560,16 @@ fn backend_error(location: &str, error: &object_store::Error) -> CoreError {
         || lower.contains("invalidaccesskeyid")
         || lower.contains("accessdenied")
     {
-        "access denied; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the profile) and \
+        "access denied; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY and \
          the bucket's permissions"
             .to_string()
+    } else if let Some(status) = server_failure(&text) {
+        // Checked before the words of a lost connection: the crate's retry summary says
+        // "retry_timeout" even when the server answered.
+        format!(
+            "the object store failed the request ({status}); try again, and if it persists \
+             check the server's health and free space"
+        )
     } else if lower.contains("connect")
         || lower.contains("dns")
         || lower.contains("timed out")
