@@ -587,6 +587,13 @@ pub fn export_tree(
         let path = staging.path().join(safe_relative(dir)?);
         fs::create_dir_all(&path).at(&path)?;
     }
+    let digests: Vec<Digest> = manifest
+        .entries
+        .iter()
+        .filter_map(|e| Digest::parse(&e.digest).ok())
+        .collect();
+    // A store that must look each file up (packed small files in a bucket) does it in one go.
+    store.prefetch(&digests)?;
     let written: Vec<Result<u64>> = crate::parallel::map_files(&manifest.entries, |entry| {
         let path = staging.path().join(safe_relative(&entry.path)?);
         let digest = Digest::parse(&entry.digest)?;

@@ -992,8 +992,10 @@ impl MetadataStore for PostgresMetaStore {
 
 mod lineage;
 mod locks;
+mod packs;
 mod runs;
 mod schema;
+mod settings;
 mod tx;
 
 #[cfg(test)]

@@ -349,8 +349,16 @@ impl Registry {
             (MetadataLocation::Directory(root), _) => Self::open_with(root, mode),
             (MetadataLocation::Postgres(url), ObjectsLocation::S3(bucket)) => {
                 let read_only = (mode == OpenMode::ReadOnly).then_some("it was opened read-only");
-                let meta = crate::meta::PostgresMetaStore::connect_with(&url, read_only)?;
-                let bucket = crate::store::S3Store::open(&bucket)?;
+                let meta = Arc::new(crate::meta::PostgresMetaStore::connect_with(
+                    &url, read_only,
+                )?);
+                let bucket = crate::store::S3Store::open(&bucket)?
+                    .with_index(Arc::clone(&meta) as Arc<dyn crate::store::PackIndex>);
+                // A database and its objects are a pair: each names the other, so that
+                // neither is used with another registry's (whose `gc` would delete them).
+                if let Some(id) = meta.bind_objects(&bucket.location())? {
+                    bucket.check_owner(&id, read_only.is_none())?;
+                }
                 let store: Arc<dyn ObjectStore> = match Self::download_cache() {
                     Some(cache) => Arc::new(crate::store::CachedStore::new(bucket, cache)),
                     None => Arc::new(bucket),
@@ -360,7 +368,7 @@ impl Registry {
                     home: None,
                     read_only: read_only.map(str::to_string),
                     store,
-                    meta: Arc::new(meta),
+                    meta,
                     graph: Arc::new(Mutex::new(None)),
                 })
             }

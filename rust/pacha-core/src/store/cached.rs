@@ -85,6 +85,10 @@ impl ObjectStore for CachedStore {
         self.remote.finish_batch(batch)
     }
 
+    fn prefetch(&self, digests: &[Digest]) -> Result<()> {
+        self.remote.prefetch(digests)
+    }
+
     fn contains(&self, digest: &Digest) -> Result<bool> {
         self.remote.contains(digest)
     }

@@ -569,6 +569,9 @@ impl LocalStore {
     /// `fill` passes them to its sink in order and returns their digest, as it computed it
     /// while reading; they are written to a temp file and committed only when that digest is
     /// `digest` (else `CoreError::Integrity`, and nothing is stored). Returns the size.
+    /// Not flushed to disk: for a cache, whose every read re-hashes what it holds, a copy
+    /// torn by a crash is fetched again, and a flush per file would cost more than the
+    /// download.
     pub(crate) fn put_streamed(
         &self,
         digest: &Digest,
@@ -591,7 +594,8 @@ impl LocalStore {
                 path: tmp_path,
             });
         }
-        self.commit(tmp, digest)?;
+        // A batch that is never finished: its flushes are skipped (see above).
+        self.commit_in(tmp, digest, Some(&SyncBatch::new()))?;
         Ok(size)
     }
 

@@ -184,8 +184,51 @@ impl SyncBatch {
     }
 }
 
+/// Where a packed object lives in a bucket: its pack object and its byte range there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackedAt {
+    pub pack: Digest,
+    pub offset: u64,
+    pub size: u64,
+    /// When the pack was recorded (garbage collection's grace period counts from it).
+    pub recorded: Option<std::time::SystemTime>,
+}
+
+/// The index of a bucket's small objects, kept beside the registry's metadata (a table in
+/// the shared database): small files travel packed many to one object, and what a bucket
+/// holds is learned from one query here, not one request per object.
+pub trait PackIndex: Send + Sync + fmt::Debug {
+    /// Those of `digests` the registry already has, packed or referenced by a version (one
+    /// query).
+    fn known(&self, digests: &[Digest]) -> Result<std::collections::HashSet<Digest>>;
+
+    /// Where those of `digests` that are packed are (one query).
+    fn locate(&self, digests: &[Digest]) -> Result<Vec<(Digest, PackedAt)>>;
+
+    /// Record a pack object, uploaded already, and its members (one transaction). A member
+    /// packed already elsewhere keeps its place.
+    fn record_pack(&self, pack: &Digest, size: u64, members: &[(Digest, u64, u64)]) -> Result<()>;
+
+    /// Every packed object.
+    fn packed(&self) -> Result<Vec<(Digest, PackedAt)>>;
+
+    /// Every recorded pack object.
+    fn packs(&self) -> Result<Vec<Digest>>;
+
+    /// Forget packed objects (garbage collection); returns the packs left with no member,
+    /// whose rows are gone too and whose objects the caller deletes.
+    fn forget_packed(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
+}
+
 /// A content-addressed store of immutable objects.
 pub trait ObjectStore: Send + Sync + fmt::Debug {
+    /// A hint that the objects `digests` are about to be read (a tree's files): a store
+    /// that must look each one up may look them up together now. Never required.
+    fn prefetch(&self, digests: &[Digest]) -> Result<()> {
+        let _ = digests;
+        Ok(())
+    }
+
     /// Where the store lives, for messages (a directory for the local store, a URL later).
     fn location(&self) -> String;
 

@@ -28,9 +28,11 @@ use object_store::{
     PutPayload, RetryConfig, WriteMultipart,
 };
 
+use std::collections::HashMap;
+
 use super::{
-    Expected, ExportOptions, ObjectInfo, ObjectStore, Problem, ProblemKind, PutOutcome, SyncBatch,
-    TempSweep, VerifyReport,
+    Expected, ExportOptions, ObjectInfo, ObjectStore, PackIndex, PackedAt, Problem, ProblemKind,
+    PutOutcome, SyncBatch, TempSweep, VerifyReport,
 };
 use crate::error::IoContext;
 use crate::{destination, hash, CoreError, Digest, Progress, Result};
@@ -41,6 +43,13 @@ const PART_SIZE: usize = 16 << 20;
 const PARTS_IN_FLIGHT: usize = 4;
 /// Large objects are read back in ranges of this size, each its own bounded request.
 const READ_RANGE: u64 = 8 << 20;
+
+/// How long the first request (a listing, at open) may take before the store is reported
+/// unreachable.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The object naming the registry a prefix belongs to (see `S3Store::check_owner`).
+const REGISTRY_MARKER: &str = "pacha-registry";
 
 /// Ranged GETs of one object in flight at once.
 const RANGES_IN_FLIGHT: usize = 8;
@@ -112,7 +121,17 @@ pub struct S3Store {
     /// belong to a runtime whose threads the child does not have).
     builder: AmazonS3Builder,
     client: Mutex<Option<(u32, Arc<dyn Blobs>)>>,
+    /// The registry's index of packed small objects (see `packs`); without one, every
+    /// object has a key of its own.
+    index: Option<Arc<dyn PackIndex>>,
+    /// Where packed objects are, as learned from the index (a tree's files, looked up
+    /// together before they are read).
+    located: Mutex<HashMap<Digest, PackedAt>>,
+    pack_reads: Mutex<packs::PackReads>,
 }
+
+mod packs;
+use packs::Found;
 
 impl std::fmt::Debug for S3Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -137,6 +156,7 @@ impl S3Store {
     /// check that the bucket answers (a clear error within a bounded time if not).
     pub fn open(uri: &str) -> Result<Self> {
         let location = S3Location::parse(uri)?;
+        check_credentials(&location)?;
         install_crypto_provider();
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&location.bucket)
@@ -171,6 +191,9 @@ impl S3Store {
             location,
             builder: builder.with_client_options(options).with_retry(retry),
             client: Mutex::new(None),
+            index: None,
+            located: Mutex::new(HashMap::new()),
+            pack_reads: Mutex::default(),
         };
         store.check_reachable()?;
         Ok(store)
@@ -181,13 +204,29 @@ impl S3Store {
     fn check_reachable(&self) -> Result<()> {
         let prefix = self.objects_prefix();
         let blobs = self.blobs()?;
-        self.block_on(async {
-            let mut listing = blobs.list(Some(&prefix));
-            match listing.next().await {
-                None | Some(Ok(_)) => Ok(()),
-                Some(Err(e)) => Err(e),
-            }
-        })
+        let answered = crate::runtime::runtime()?.block_on(async {
+            // A server that accepts connections and says nothing would otherwise hold the
+            // open for the whole request timeout (sized for large parts).
+            tokio::time::timeout(OPEN_TIMEOUT, async {
+                let mut listing = blobs.list(Some(&prefix));
+                match listing.next().await {
+                    None | Some(Ok(_)) => Ok(()),
+                    Some(Err(e)) => Err(e),
+                }
+            })
+            .await
+        });
+        match answered {
+            Ok(outcome) => outcome.map_err(|e| backend_error(&self.location.uri(), &e)),
+            Err(_) => Err(CoreError::Backend {
+                service: "object store",
+                location: self.location.uri(),
+                message: format!(
+                    "no answer within {} s; check AWS_ENDPOINT_URL and that the server runs",
+                    OPEN_TIMEOUT.as_secs()
+                ),
+            }),
+        }
     }
 
     /// This process's client for the bucket.
@@ -417,6 +456,57 @@ impl S3Store {
         Ok((hasher.finalize().into(), read))
     }
 
+    /// Check that this prefix belongs to the registry `id` (see `Registry::connect`): its
+    /// marker object names `id`, or, absent, is written now (`claim`, conditionally: of two
+    /// registries claiming one prefix at once, one wins). A prefix that another registry
+    /// uses is refused: its garbage collection would delete the other's objects.
+    pub fn check_owner(&self, id: &str, claim: bool) -> Result<()> {
+        let key = self.marker_key();
+        let blobs = self.blobs()?;
+        let read = |blobs: &Arc<dyn Blobs>| -> Result<Option<String>> {
+            match self.request(async { blobs.get(&key).await?.bytes().await })? {
+                Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).trim().to_string())),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(backend_error(&self.location.uri(), &e)),
+            }
+        };
+        let mut owner = read(&blobs)?;
+        if owner.is_none() && claim {
+            let options = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            let body = PutPayload::from_bytes(Bytes::from(format!("{id}\n")));
+            match self.request(blobs.put_opts(&key, body, options))? {
+                Ok(_) => return Ok(()),
+                Err(
+                    object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. },
+                ) => owner = read(&blobs)?,
+                Err(e) => return Err(backend_error(&self.location.uri(), &e)),
+            }
+        }
+        match owner {
+            Some(owner) if owner != id => Err(CoreError::InvalidInput {
+                message: format!(
+                    "{} holds the objects of another registry (its {} names registry {owner}, \
+                     not {id}); give this registry a prefix of its own",
+                    self.location.uri(),
+                    key
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn marker_key(&self) -> Key {
+        if self.location.prefix.is_empty() {
+            Key::from(REGISTRY_MARKER)
+        } else {
+            Key::from(format!("{}/{REGISTRY_MARKER}", self.location.prefix))
+        }
+    }
+
     /// Stream the object `digest` through `sink` (unverified: the caller compares the
     /// digest returned, of the bytes passed, with `digest`), adding its size to `progress`'s
     /// total. For a cache filling itself from this store.
@@ -426,11 +516,31 @@ impl S3Store {
         progress: &Progress,
         sink: impl FnMut(&[u8]) -> Result<()>,
     ) -> Result<Digest> {
-        let size = self
-            .head(digest)?
+        let found = self
+            .find(digest)?
             .ok_or(CoreError::ObjectNotFound { digest: *digest })?;
-        progress.add_total(size);
-        Ok(self.read_hashing(digest, size, progress, sink)?.0)
+        progress.add_total(found.size());
+        self.read_found(digest, found, progress, sink)
+    }
+
+    /// [`Self::read_hashing`] for an object wherever it is; returns the digest of what was
+    /// passed to `sink`.
+    fn read_found(
+        &self,
+        digest: &Digest,
+        found: Found,
+        progress: &Progress,
+        mut sink: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<Digest> {
+        match found {
+            Found::Loose(size) => Ok(self.read_hashing(digest, size, progress, sink)?.0),
+            Found::Packed(at) => {
+                let data = self.read_packed(&at)?;
+                sink(&data)?;
+                progress.advance(data.len() as u64);
+                Ok(hash::hash_slice(&data))
+            }
+        }
     }
 
     fn integrity(&self, digest: &Digest, actual: Digest) -> CoreError {
@@ -452,9 +562,10 @@ impl S3Store {
                 detail,
             })
         };
-        let Some(size) = self.head(&digest)? else {
+        let Some(found) = self.find(&digest)? else {
             return Ok(problem(ProblemKind::Missing, "not in the bucket".into()));
         };
+        let size = found.size();
         if let Some(recorded) = expected.size {
             if size < recorded {
                 return Ok(problem(
@@ -463,7 +574,20 @@ impl S3Store {
                 ));
             }
         }
-        let (actual, _) = self.read_hashing(&digest, size, progress, |_| Ok(()))?;
+        let actual = match found {
+            Found::Loose(size) => self.read_hashing(&digest, size, progress, |_| Ok(()))?.0,
+            Found::Packed(at) => {
+                let data = match self.read_packed(&at) {
+                    Ok(data) => data,
+                    Err(CoreError::Corrupt { message }) => {
+                        return Ok(problem(ProblemKind::Truncated, message))
+                    }
+                    Err(e) => return Err(e),
+                };
+                progress.advance(data.len() as u64);
+                hash::hash_slice(&data)
+            }
+        };
         if actual == digest {
             return Ok(None);
         }
@@ -533,6 +657,49 @@ impl S3Store {
     }
 }
 
+/// Refuse to go looking for credentials that cannot be there: without keys in the
+/// environment the client asks the EC2 instance metadata service, which only an EC2
+/// instance has (and which `AWS_EC2_METADATA_DISABLED=true` forbids).
+fn check_credentials(location: &S3Location) -> Result<()> {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    let missing = |what: String| CoreError::Backend {
+        service: "object store",
+        location: location.uri(),
+        message: what,
+    };
+    match (set("AWS_ACCESS_KEY_ID"), set("AWS_SECRET_ACCESS_KEY")) {
+        (true, true) => return Ok(()),
+        (true, false) => {
+            return Err(missing(
+                "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not; set both".into(),
+            ))
+        }
+        (false, true) => {
+            return Err(missing(
+                "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not; set both".into(),
+            ))
+        }
+        (false, false) => {}
+    }
+    let elsewhere = [
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ]
+    .iter()
+    .any(|name| set(name));
+    let metadata_disabled = std::env::var("AWS_EC2_METADATA_DISABLED")
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    if !elsewhere && metadata_disabled {
+        return Err(missing(
+            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (the EC2 \
+             instance metadata service is disabled by AWS_EC2_METADATA_DISABLED)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The status of an answer in the 5xx range, from the crate's words ("Server returned
 /// non-2xx status code: 500 Internal Server Error: ..."), if the request got one.
 fn server_failure(text: &str) -> Option<String> {
@@ -553,7 +720,11 @@ fn backend_error(location: &str, error: &object_store::Error) -> CoreError {
         error,
         object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
     );
-    let message = if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") {
+    let message = if lower.contains("/latest/api/token") || lower.contains("169.254.169.254") {
+        "no S3 credentials: none in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and no EC2 \
+         instance role answered; set them"
+            .to_string()
+    } else if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") {
         "the bucket does not exist; create it, or check the bucket name".to_string()
     } else if denied
         || lower.contains("signaturedoesnotmatch")
@@ -571,6 +742,7 @@ fn backend_error(location: &str, error: &object_store::Error) -> CoreError {
              check the server's health and free space"
         )
     } else if lower.contains("connect")
+        || lower.contains("error sending request")
         || lower.contains("dns")
         || lower.contains("timed out")
         || lower.contains("timeout")
@@ -623,22 +795,30 @@ impl ObjectStore for S3Store {
         meta: &std::fs::Metadata,
         source: &Path,
         progress: &Progress,
-        _batch: &SyncBatch,
+        batch: &SyncBatch,
     ) -> Result<PutOutcome> {
-        // Every put is durable when it returns: a batch has nothing to defer.
+        if self.packs_size(meta.len()) {
+            return self.put_packable(file, meta, source, progress, batch);
+        }
+        // A large object is durable when its PUT returns: nothing to defer.
         self.put_opened(file, meta, source, progress, false)
     }
 
-    fn finish_batch(&self, _batch: &SyncBatch) -> Result<()> {
-        Ok(())
+    fn finish_batch(&self, batch: &SyncBatch) -> Result<()> {
+        let rows = batch.small().take_rows();
+        self.upload_pack(batch, rows)
+    }
+
+    fn prefetch(&self, digests: &[Digest]) -> Result<()> {
+        self.locate_all(digests)
     }
 
     fn contains(&self, digest: &Digest) -> Result<bool> {
-        Ok(self.head(digest)?.is_some())
+        Ok(self.find(digest)?.is_some())
     }
 
     fn size_of(&self, digest: &Digest) -> Result<Option<u64>> {
-        self.head(digest)
+        Ok(self.find(digest)?.map(|found| found.size()))
     }
 
     fn export(
@@ -649,13 +829,14 @@ impl ObjectStore for S3Store {
         progress: &Progress,
     ) -> Result<u64> {
         let parent = destination::prepare_file(dest, options.overwrite)?;
-        let size = self
-            .head(digest)?
+        let found = self
+            .find(digest)?
             .ok_or(CoreError::ObjectNotFound { digest: *digest })?;
-        progress.add_total(size);
+        let written = found.size();
+        progress.add_total(written);
         let mut part = destination::part_file(&parent, options.mode)?;
         let part_path = part.path().to_path_buf();
-        let (actual, written) = self.read_hashing(digest, size, progress, |data| {
+        let actual = self.read_found(digest, found, progress, |data| {
             part.as_file_mut().write_all(data).at(&part_path)
         })?;
         if actual != *digest {
@@ -667,9 +848,10 @@ impl ObjectStore for S3Store {
     }
 
     fn get_bytes(&self, digest: &Digest, max_len: u64) -> Result<Vec<u8>> {
-        let size = self
-            .head(digest)?
+        let found = self
+            .find(digest)?
             .ok_or(CoreError::ObjectNotFound { digest: *digest })?;
+        let size = found.size();
         if size > max_len {
             return Err(CoreError::Corrupt {
                 message: format!(
@@ -678,7 +860,7 @@ impl ObjectStore for S3Store {
             });
         }
         let mut data = Vec::with_capacity(size as usize);
-        let (actual, _) = self.read_hashing(digest, size, &Progress::new(), |chunk| {
+        let actual = self.read_found(digest, found, &Progress::new(), |chunk| {
             data.extend_from_slice(chunk);
             Ok(())
         })?;
@@ -689,14 +871,17 @@ impl ObjectStore for S3Store {
     }
 
     fn read_prefix(&self, digest: &Digest, len: usize) -> Result<Vec<u8>> {
-        let size = self
-            .head(digest)?
+        let found = self
+            .find(digest)?
             .ok_or(CoreError::ObjectNotFound { digest: *digest })?;
-        let end = size.min(len as u64);
+        let end = found.size().min(len as u64);
         if end == 0 {
             return Ok(Vec::new());
         }
-        let data = self.block_on(self.blobs()?.get_range(&self.key(digest), 0..end))?;
+        let data = match found {
+            Found::Loose(_) => self.block_on(self.blobs()?.get_range(&self.key(digest), 0..end))?,
+            Found::Packed(at) => self.read_packed(&at)?.slice(..end as usize),
+        };
         Ok(data.to_vec())
     }
 
@@ -712,11 +897,22 @@ impl ObjectStore for S3Store {
                 })
             })
             .collect();
-        objects.sort_by_key(|o| o.digest);
+        if let Some(index) = &self.index {
+            objects.extend(index.packed()?.into_iter().map(|(digest, at)| ObjectInfo {
+                digest,
+                size: at.size,
+                modified: at.recorded,
+            }));
+        }
+        // An object both loose and packed is listed once, as recently as either copy.
+        objects.sort_by(|a, b| (a.digest, b.modified).cmp(&(b.digest, a.modified)));
+        objects.dedup_by_key(|o| o.digest);
         Ok(objects)
     }
 
     fn verify(&self, expected: &[Expected], progress: &Progress) -> Result<VerifyReport> {
+        let digests: Vec<Digest> = expected.iter().map(|e| e.digest).collect();
+        self.locate_all(&digests)?;
         let mut report = VerifyReport::default();
         for item in expected {
             let before = progress.done();
@@ -761,6 +957,26 @@ impl ObjectStore for S3Store {
 
     fn remove(&self, digests: &[Digest]) -> Result<u64> {
         let mut freed = 0;
+        if let Some(index) = &self.index {
+            let packed = index.locate(digests)?;
+            freed += packed.iter().map(|(_, at)| at.size).sum::<u64>();
+            {
+                let mut located = self.located.lock().unwrap_or_else(|p| p.into_inner());
+                for (digest, _) in &packed {
+                    located.remove(digest);
+                }
+            }
+            let packed: Vec<Digest> = packed.into_iter().map(|(d, _)| d).collect();
+            // The index first: a pack whose rows are gone but whose object stays is an
+            // orphan the next sweep removes; the other way round would leave rows naming
+            // bytes that are gone.
+            for pack in index.forget_packed(&packed)? {
+                match self.request(self.blobs()?.delete(&self.pack_key(&pack)))? {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(backend_error(&self.location.uri(), &e)),
+                }
+            }
+        }
         for digest in digests {
             if let Some(size) = self.head(digest)? {
                 match self.request(self.blobs()?.delete(&self.key(digest)))? {
@@ -773,10 +989,48 @@ impl ObjectStore for S3Store {
         Ok(freed)
     }
 
-    fn remove_stale_temps(&self, _older_than: SystemTime, _dry_run: bool) -> Result<TempSweep> {
+    fn remove_stale_temps(&self, older_than: SystemTime, dry_run: bool) -> Result<TempSweep> {
         // Uploads write no temporary keys; an interrupted multipart upload is aborted by the
-        // writer, and the bucket's lifecycle rule (or gc on a shared registry) removes what
-        // a killed process left.
-        Ok(TempSweep::default())
+        // writer (a killed one's parts await the bucket's lifecycle rule). What a killed
+        // registration can leave is a pack uploaded but never recorded: removed here once
+        // older than the grace period.
+        let mut sweep = TempSweep::default();
+        let Some(index) = &self.index else {
+            return Ok(sweep);
+        };
+        let recorded: std::collections::HashSet<Digest> = index.packs()?.into_iter().collect();
+        let prefix = self.packs_prefix();
+        let blobs = self.blobs()?;
+        let listed = self.block_on(async {
+            let mut out = Vec::new();
+            let mut listing = blobs.list(Some(&prefix));
+            while let Some(meta) = listing.next().await {
+                match meta {
+                    Ok(meta) => out.push(meta),
+                    Err(object_store::Error::InvalidPath { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })?;
+        for meta in listed {
+            let pack = meta
+                .location
+                .filename()
+                .and_then(|name| Digest::parse(name).ok());
+            let orphan = pack.is_some_and(|p| !recorded.contains(&p));
+            if !orphan || SystemTime::from(meta.last_modified) >= older_than {
+                continue;
+            }
+            if !dry_run {
+                match self.request(blobs.delete(&meta.location))? {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(backend_error(&self.location.uri(), &e)),
+                }
+            }
+            sweep.files += 1;
+            sweep.bytes += meta.size;
+        }
+        Ok(sweep)
     }
 }

@@ -178,6 +178,30 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER lineage_edge_changed AFTER INSERT OR UPDATE OR DELETE ON lineage_edges
         FOR EACH STATEMENT EXECUTE FUNCTION pacha_lineage_changed();
     "#,
+    // 2: the index of small objects packed many to one object in the bucket (`store::s3`).
+    // A pack row is written only after its object was uploaded, its members with it.
+    r#"
+    CREATE TABLE packs (
+        digest      TEXT COLLATE "C" PRIMARY KEY CHECK (length(digest) = 64),
+        size        BIGINT NOT NULL CHECK (size >= 0),
+        created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    CREATE TABLE packed_objects (
+        digest      TEXT COLLATE "C" PRIMARY KEY CHECK (length(digest) = 64),
+        pack        TEXT COLLATE "C" NOT NULL REFERENCES packs(digest),
+        "offset"    BIGINT NOT NULL CHECK ("offset" >= 0),
+        size        BIGINT NOT NULL CHECK (size >= 0)
+    );
+    CREATE INDEX packed_objects_by_pack ON packed_objects (pack);
+    "#,
+    // 3: what ties the database to its bucket: the objects location it was first used with
+    // and a random registry id, also written into the bucket (`registry::Registry::connect`).
+    r#"
+    CREATE TABLE registry_settings (
+        key    TEXT COLLATE "C" PRIMARY KEY,
+        value  TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version recorded in the database (0 for one that holds no registry).

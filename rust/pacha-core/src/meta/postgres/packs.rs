@@ -1,0 +1,135 @@
+//! The bucket's pack index (`store::PackIndex`) in the shared database: which small objects
+//! live packed in which pack object of the bucket, at which bytes.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use tokio_postgres::Row;
+
+use super::tx::PgTx;
+use super::PostgresMetaStore;
+use crate::store::{PackIndex, PackedAt};
+use crate::{CoreError, Digest, Result};
+
+fn hexes(digests: &[Digest]) -> Vec<String> {
+    digests.iter().map(Digest::to_hex).collect()
+}
+
+fn size(value: i64, tx: &PgTx<'_>) -> Result<u64> {
+    u64::try_from(value).map_err(|_| CoreError::Corrupt {
+        message: format!(
+            "{}: a negative size ({value}) in the pack index",
+            tx.shown()
+        ),
+    })
+}
+
+/// (digest, pack, offset, size, seconds since the epoch the pack was recorded).
+const PACKED_COLUMNS: &str = "p.digest, p.pack, p.\"offset\", p.size, \
+     extract(epoch FROM k.created_at)::float8 FROM packed_objects p JOIN packs k ON k.digest = p.pack";
+
+fn packed_at(tx: &PgTx<'_>, row: &Row) -> Result<(Digest, PackedAt)> {
+    let seconds: f64 = tx.get(row, 4)?;
+    let recorded = Duration::try_from_secs_f64(seconds)
+        .ok()
+        .and_then(|d| SystemTime::UNIX_EPOCH.checked_add(d));
+    Ok((
+        tx.digest(row, 0)?,
+        PackedAt {
+            pack: tx.digest(row, 1)?,
+            offset: size(tx.get(row, 2)?, tx)?,
+            size: size(tx.get(row, 3)?, tx)?,
+            recorded,
+        },
+    ))
+}
+
+fn to_i64(n: u64) -> Result<i64> {
+    super::to_bigint(n)
+}
+
+impl PackIndex for PostgresMetaStore {
+    fn known(&self, digests: &[Digest]) -> Result<HashSet<Digest>> {
+        let wanted = hexes(digests);
+        self.read(|tx| {
+            let rows = tx.query(
+                "SELECT digest FROM objects WHERE digest = ANY($1) \
+                 UNION SELECT digest FROM packed_objects WHERE digest = ANY($1)",
+                &[&wanted],
+            )?;
+            rows.iter().map(|row| tx.digest(row, 0)).collect()
+        })
+    }
+
+    fn locate(&self, digests: &[Digest]) -> Result<Vec<(Digest, PackedAt)>> {
+        let wanted = hexes(digests);
+        self.read(|tx| {
+            let rows = tx.query(
+                &format!("SELECT {PACKED_COLUMNS} WHERE p.digest = ANY($1)"),
+                &[&wanted],
+            )?;
+            rows.iter().map(|row| packed_at(tx, row)).collect()
+        })
+    }
+
+    fn record_pack(&self, pack: &Digest, size: u64, members: &[(Digest, u64, u64)]) -> Result<()> {
+        let pack = pack.to_hex();
+        let pack_size = to_i64(size)?;
+        let mut digests = Vec::with_capacity(members.len());
+        let mut offsets = Vec::with_capacity(members.len());
+        let mut sizes = Vec::with_capacity(members.len());
+        for (digest, offset, size) in members {
+            digests.push(digest.to_hex());
+            offsets.push(to_i64(*offset)?);
+            sizes.push(to_i64(*size)?);
+        }
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO packs (digest, size) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING",
+                &[&pack, &pack_size],
+            )?;
+            tx.execute(
+                "INSERT INTO packed_objects (digest, pack, \"offset\", size) \
+                 SELECT d, $1, o, s FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS m(d, o, s) \
+                 ON CONFLICT (digest) DO NOTHING",
+                &[&pack, &digests, &offsets, &sizes],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn packed(&self) -> Result<Vec<(Digest, PackedAt)>> {
+        self.read(|tx| {
+            let rows = tx.query(&format!("SELECT {PACKED_COLUMNS} ORDER BY p.digest"), &[])?;
+            rows.iter().map(|row| packed_at(tx, row)).collect()
+        })
+    }
+
+    fn packs(&self) -> Result<Vec<Digest>> {
+        self.read(|tx| {
+            let rows = tx.query("SELECT digest FROM packs", &[])?;
+            rows.iter().map(|row| tx.digest(row, 0)).collect()
+        })
+    }
+
+    fn forget_packed(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
+        let wanted = hexes(digests);
+        self.write(|tx| {
+            let touched = tx.query(
+                "DELETE FROM packed_objects WHERE digest = ANY($1) RETURNING pack",
+                &[&wanted],
+            )?;
+            let touched: HashSet<String> = touched
+                .iter()
+                .map(|row| tx.get::<String>(row, 0))
+                .collect::<Result<_>>()?;
+            let touched: Vec<String> = touched.into_iter().collect();
+            let emptied = tx.query(
+                "DELETE FROM packs k WHERE k.digest = ANY($1) AND NOT EXISTS \
+                 (SELECT 1 FROM packed_objects p WHERE p.pack = k.digest) RETURNING k.digest",
+                &[&touched],
+            )?;
+            emptied.iter().map(|row| tx.digest(row, 0)).collect()
+        })
+    }
+}
