@@ -195,8 +195,9 @@ class Peers:
         if not python.exists():
             print(f"installing peers into {PEERS_VENV} ...", file=sys.stderr)
             venv.create(PEERS_VENV, with_pip=True)
-        # psycopg2: MLflow's driver for the shared-registry rows' PostgreSQL.
-        for package in ("dvc", "mlflow", "blake3", "psycopg2-binary"):
+        # dvc-s3: DVC's S3 remotes; psycopg2: MLflow's driver for PostgreSQL (both for the
+        # shared-registry rows).
+        for package in ("dvc", "dvc-s3", "mlflow", "blake3", "psycopg2-binary"):
             done = subprocess.run(
                 [str(python), "-m", "pip", "install", "-q", package],
                 capture_output=True,
