@@ -500,16 +500,9 @@ impl LocalStore {
         if self.is_present_in(&digest, size, Some(batch))? && self.holds_bytes(&digest, &data)? {
             return Ok(outcome);
         }
-        let mut pending = batch.small();
-        if !pending.seen.insert(digest) {
-            // A twin file of this batch got here first.
-            return Ok(outcome);
-        }
-        pending.bytes += data.len();
-        pending.rows.push((digest, data));
-        if pending.bytes >= PACK_FLUSH_BYTES {
-            let rows = pending.take_rows();
-            drop(pending);
+        // (A twin file of this batch may have got here first: then nothing is queued.)
+        let full = batch.small().queue(digest, data, PACK_FLUSH_BYTES);
+        if let Some(rows) = full {
             self.write_packed(batch, rows)?;
         }
         Ok(outcome)

@@ -150,6 +150,23 @@ pub(crate) struct PendingSmall {
 }
 
 impl PendingSmall {
+    /// Queue a small object for the batch's next write, unless a twin got here first.
+    /// Returns the rows to write now once the pending bytes reach `flush_at` (which bounds
+    /// the batch's memory).
+    pub fn queue(
+        &mut self,
+        digest: Digest,
+        data: Vec<u8>,
+        flush_at: usize,
+    ) -> Option<Vec<(Digest, Vec<u8>)>> {
+        if !self.seen.insert(digest) {
+            return None;
+        }
+        self.bytes += data.len();
+        self.rows.push((digest, data));
+        (self.bytes >= flush_at).then(|| self.take_rows())
+    }
+
     /// The pending rows, to be written now.
     pub fn take_rows(&mut self) -> Vec<(Digest, Vec<u8>)> {
         self.bytes = 0;

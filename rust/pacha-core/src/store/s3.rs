@@ -637,12 +637,16 @@ impl S3Store {
     }
 
     fn list_keys(&self) -> Result<Vec<object_store::ObjectMeta>> {
-        // The crate pages through ListObjectsV2 (1,000 keys a page) for us.
-        let prefix = self.objects_prefix();
+        self.list_under(&self.objects_prefix())
+    }
+
+    /// Every key under `prefix`. The crate pages through ListObjectsV2 (1,000 keys a page)
+    /// for us.
+    fn list_under(&self, prefix: &Key) -> Result<Vec<object_store::ObjectMeta>> {
         let blobs = self.blobs()?;
         self.block_on(async {
             let mut out = Vec::new();
-            let mut listing = blobs.list(Some(&prefix));
+            let mut listing = blobs.list(Some(prefix));
             while let Some(meta) = listing.next().await {
                 match meta {
                     Ok(meta) => out.push(meta),
@@ -999,21 +1003,8 @@ impl ObjectStore for S3Store {
             return Ok(sweep);
         };
         let recorded: std::collections::HashSet<Digest> = index.packs()?.into_iter().collect();
-        let prefix = self.packs_prefix();
         let blobs = self.blobs()?;
-        let listed = self.block_on(async {
-            let mut out = Vec::new();
-            let mut listing = blobs.list(Some(&prefix));
-            while let Some(meta) = listing.next().await {
-                match meta {
-                    Ok(meta) => out.push(meta),
-                    Err(object_store::Error::InvalidPath { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(out)
-        })?;
-        for meta in listed {
+        for meta in self.list_under(&self.packs_prefix())? {
             let pack = meta
                 .location
                 .filename()

@@ -216,15 +216,8 @@ impl S3Store {
             size: expected,
             written: false,
         };
-        let mut pending = batch.small();
-        if !pending.seen.insert(digest) {
-            return Ok(outcome);
-        }
-        pending.bytes += data.len();
-        pending.rows.push((digest, data));
-        if pending.bytes >= PACK_FLUSH_BYTES {
-            let rows = pending.take_rows();
-            drop(pending);
+        let full = batch.small().queue(digest, data, PACK_FLUSH_BYTES);
+        if let Some(rows) = full {
             self.upload_pack(batch, rows)?;
         }
         Ok(outcome)
