@@ -30,6 +30,7 @@ use object_store::{
 
 use std::collections::HashMap;
 
+use super::SMALL_OBJECT_MAX;
 use super::{
     Expected, ExportOptions, ObjectInfo, ObjectStore, PackIndex, PackedAt, Problem, ProblemKind,
     PutOutcome, SyncBatch, TempSweep, VerifyReport,
@@ -611,6 +612,27 @@ impl S3Store {
         if count_total {
             progress.add_total(size);
         }
+        if size <= SMALL_OBJECT_MAX {
+            // Read once into memory, hashed and sent from there: a read-ahead thread and its
+            // buffers would cost more than the whole file.
+            let data = read_small(&mut file, source, size)?;
+            progress.advance(size);
+            let digest = hash::hash_slice(&data);
+            let existing = self.head(&digest)?;
+            if existing == Some(size) {
+                return Ok(PutOutcome {
+                    digest,
+                    size,
+                    written: false,
+                });
+            }
+            let written = self.put_small(&digest, Bytes::from(data), existing.is_some())?;
+            return Ok(PutOutcome {
+                digest,
+                size,
+                written,
+            });
+        }
         // Hash first (local and fast): the address decides whether anything is sent.
         let mut hasher = hash::Hasher::new();
         hash::update_read_ahead(&mut hasher, &mut file, source, progress)?;
@@ -659,6 +681,21 @@ impl S3Store {
             Ok(out)
         })
     }
+}
+
+/// A file of `size` bytes (at most `SMALL_OBJECT_MAX`) read whole; one that grew or shrank
+/// since its size was taken is refused.
+pub(super) fn read_small(file: &mut File, source: &Path, size: u64) -> Result<Vec<u8>> {
+    // One byte more than the size found: a file that grew since is caught.
+    let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0).saturating_add(1));
+    file.take(size + 1).read_to_end(&mut data).at(source)?;
+    if data.len() as u64 != size {
+        return Err(CoreError::SourceChanged {
+            path: source.into(),
+            detail: format!("{size} bytes became {} while it was read", data.len()),
+        });
+    }
+    Ok(data)
 }
 
 /// Refuse to go looking for credentials that cannot be there: without keys in the

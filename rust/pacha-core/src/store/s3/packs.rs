@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 use std::sync::{Arc, PoisonError};
 
@@ -17,7 +16,6 @@ use object_store::path::Path as Key;
 use object_store::ObjectStoreExt;
 
 use super::{backend_error, S3Store};
-use crate::error::IoContext;
 use crate::store::{PackIndex, PackedAt, PutOutcome, SyncBatch, PACK_MAX};
 use crate::{hash, CoreError, Digest, Progress, Result};
 
@@ -197,18 +195,7 @@ impl S3Store {
         batch: &SyncBatch,
     ) -> Result<PutOutcome> {
         let expected = meta.len();
-        // One byte more than the size found: a file that grew since is caught.
-        let mut data = Vec::with_capacity(expected as usize + 1);
-        (&mut file)
-            .take(expected + 1)
-            .read_to_end(&mut data)
-            .at(source)?;
-        if data.len() as u64 != expected {
-            return Err(CoreError::SourceChanged {
-                path: source.into(),
-                detail: format!("{expected} bytes became {} while it was read", data.len()),
-            });
-        }
+        let data = super::read_small(&mut file, source, expected)?;
         progress.advance(expected);
         let digest = hash::hash_slice(&data);
         let outcome = PutOutcome {
