@@ -612,31 +612,25 @@ impl S3Store {
         if count_total {
             progress.add_total(size);
         }
-        if size <= SMALL_OBJECT_MAX {
-            // Read once into memory, hashed and sent from there: a read-ahead thread and its
-            // buffers would cost more than the whole file.
+        // Hash first (local and fast): the address decides whether anything is sent. A small
+        // file is read once into memory, hashed and sent from there (a read-ahead thread and
+        // its buffers would cost more than the whole file); a large one is read again by the
+        // upload.
+        let small = if size <= SMALL_OBJECT_MAX {
             let data = read_small(&mut file, source, size)?;
             progress.advance(size);
-            let digest = hash::hash_slice(&data);
-            let existing = self.head(&digest)?;
-            if existing == Some(size) {
-                return Ok(PutOutcome {
-                    digest,
-                    size,
-                    written: false,
-                });
+            Some(data)
+        } else {
+            None
+        };
+        let digest: Digest = match &small {
+            Some(data) => hash::hash_slice(data),
+            None => {
+                let mut hasher = hash::Hasher::new();
+                hash::update_read_ahead(&mut hasher, &mut file, source, progress)?;
+                hasher.finalize().into()
             }
-            let written = self.put_small(&digest, Bytes::from(data), existing.is_some())?;
-            return Ok(PutOutcome {
-                digest,
-                size,
-                written,
-            });
-        }
-        // Hash first (local and fast): the address decides whether anything is sent.
-        let mut hasher = hash::Hasher::new();
-        hash::update_read_ahead(&mut hasher, &mut file, source, progress)?;
-        let digest: Digest = hasher.finalize().into();
+        };
         let existing = self.head(&digest)?;
         if existing == Some(size) {
             return Ok(PutOutcome {
@@ -645,12 +639,19 @@ impl S3Store {
                 written: false,
             });
         }
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).at(source)?;
-        // The upload reads the file again (even in a batch, whose caller counted one pass).
-        progress.add_total(size);
         // An object of another size at this address is damaged: our verified bytes replace
         // it.
-        let written = self.upload(file, source, &digest, size, progress, existing.is_some())?;
+        let replace = existing.is_some();
+        let written = match small {
+            Some(data) => self.put_small(&digest, Bytes::from(data), replace)?,
+            None => {
+                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).at(source)?;
+                // The upload reads the file again (even in a batch, whose caller counted one
+                // pass).
+                progress.add_total(size);
+                self.upload(file, source, &digest, size, progress, replace)?
+            }
+        };
         Ok(PutOutcome {
             digest,
             size,
@@ -683,9 +684,15 @@ impl S3Store {
     }
 }
 
-/// A file of `size` bytes (at most `SMALL_OBJECT_MAX`) read whole; one that grew or shrank
-/// since its size was taken is refused.
+/// A file of `size` bytes, at most `SMALL_OBJECT_MAX` (1 MiB: the only whole-file read of
+/// the store, and bounded), read whole; one that grew or shrank since its size was taken is
+/// refused.
 pub(super) fn read_small(file: &mut File, source: &Path, size: u64) -> Result<Vec<u8>> {
+    if size > SMALL_OBJECT_MAX {
+        return Err(CoreError::Internal {
+            message: format!("read_small of {} ({size} bytes)", source.display()),
+        });
+    }
     // One byte more than the size found: a file that grew since is caught.
     let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0).saturating_add(1));
     file.take(size + 1).read_to_end(&mut data).at(source)?;
