@@ -57,6 +57,7 @@ macro_rules! suite {
             run_reads_agree,
             deleting_a_version_and_forgetting_its_objects,
             nul_characters_are_treated_alike,
+            a_registration_returns_the_record_a_read_returns,
         );
         mod lineage {
             use super::$fixture;
@@ -1075,4 +1076,45 @@ pub(crate) fn nul_characters_are_treated_alike(fixture: &Fixture) {
         .finish_run(&run.id, RunStatus::Failed, Some("bad\0byte"))
         .expect("a run ends whatever its error text holds");
     assert_eq!(ended.error.as_deref(), Some("bad\u{fffd}byte"));
+}
+
+/// The record `insert_version` returns is built from what it wrote, not read back: it must
+/// equal what a read returns, field for field (tags by key, the last value of a key given
+/// twice, permission bits only, the stamp the database chose).
+pub(crate) fn a_registration_returns_the_record_a_read_returns(fixture: &Fixture) {
+    let store = &*fixture.store;
+    let mut full = new("returned", "1.2.3-rc.1+build.7");
+    full.description = Some("a description ✓".into());
+    full.card = Some("{\"license\": \"mit\"}".into());
+    full.tags = vec![
+        ("zeta".into(), "1".into()),
+        ("Alpha".into(), "first".into()),
+        ("alpha".into(), "2".into()),
+        ("zeta".into(), "last".into()),
+    ];
+    full.mode = Some(0o100_755);
+    let returned = store.insert_version(&full).expect("insert");
+    let read = store
+        .resolve(Kind::Model, &reference("returned:1.2.3-rc.1+build.7"))
+        .expect("resolve");
+    assert_eq!(returned, read);
+    assert_eq!(
+        returned.tags,
+        vec![
+            ("Alpha".to_string(), "first".to_string()),
+            ("alpha".to_string(), "2".to_string()),
+            ("zeta".to_string(), "last".to_string()),
+        ]
+    );
+    assert_eq!(returned.mode, Some(0o755));
+    let plain = new("returned", "2.0.0");
+    let mut plain = plain;
+    plain.description = None;
+    plain.tags = Vec::new();
+    plain.mode = None;
+    let returned = store.insert_version(&plain).expect("insert");
+    let read = store
+        .resolve(Kind::Model, &reference("returned:2.0.0"))
+        .expect("resolve");
+    assert_eq!(returned, read);
 }

@@ -578,7 +578,8 @@ impl PostgresMetaStore {
         loop {
             let (outcome, retry) = self.with_session(|session| {
                 let mut tx = PgTx::new(self, session);
-                let outcome = f(&mut tx);
+                // A write held back by a read (none should be) is still sent.
+                let outcome = f(&mut tx).and_then(|value| tx.flush().map(|()| value));
                 (outcome, tx.retry())
             })?;
             match retry {

@@ -6,6 +6,8 @@
 pub(crate) mod lineage;
 pub(crate) mod runs;
 
+use std::collections::BTreeMap;
+
 use super::names::{validate_alias, validate_name, validate_tag};
 use super::tx::{MetaTx, RowId, VersionRow, VersionTx, VersionsOf};
 use super::version::{sort_by_precedence, Version};
@@ -203,7 +205,8 @@ pub(crate) fn insert_version(tx: &mut dyn MetaTx, new: &NewVersion) -> Result<Ve
     let artifact = tx.ensure_artifact(new.kind, name)?;
     let key = version_key(&version);
     let text = version.to_string();
-    let id = tx.insert_version(&VersionRow {
+    let mode = new.mode.map(|m| m & 0o777);
+    let inserted = tx.insert_version(&VersionRow {
         artifact,
         version: &text,
         key: &key,
@@ -216,19 +219,35 @@ pub(crate) fn insert_version(tx: &mut dyn MetaTx, new: &NewVersion) -> Result<Ve
         card: new.card.as_deref(),
         created_by: &new.actor,
         run_id: new.run_id.as_deref(),
-        mode: new.mode.map(|m| m & 0o777),
+        mode,
     })?;
+    let id = inserted.id;
     tx.add_objects(id, &new.objects)?;
     tx.put_tags(id, &tags)?;
     tx.record_transition(id, None, Stage::Development, &new.actor)?;
-    let record = resolve(
-        tx,
-        new.kind,
-        &Reference {
-            name: name.clone(),
-            selector: Selector::Exact(version),
-        },
-    )?;
+    // The record as a read would return it, built from what was written (a read back would
+    // cost a shared registry four round trips per version): tags by key, a key given twice
+    // keeping its last value, as `put_tags` stores them.
+    let tags: BTreeMap<String, String> = tags.into_iter().collect();
+    let record = VersionRecord {
+        id,
+        kind: new.kind,
+        name: name.clone(),
+        version: text,
+        digest: new.digest,
+        layout: new.layout,
+        size: new.size,
+        file_count: new.file_count,
+        stage: Stage::Development,
+        description: new.description.clone(),
+        card: new.card.clone(),
+        aliases: Vec::new(),
+        tags: tags.into_iter().collect(),
+        created_at: inserted.created_at,
+        created_by: new.actor.clone(),
+        run_id: new.run_id.clone(),
+        mode,
+    };
     lineage::record_version(tx, &record, &key, &new.lineage, &new.actor)?;
     Ok(record)
 }

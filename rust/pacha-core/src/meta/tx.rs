@@ -54,6 +54,13 @@ pub struct VersionRow<'a> {
     pub mode: Option<u32>,
 }
 
+/// A version row just inserted: what the database chose for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inserted {
+    pub id: RowId,
+    pub created_at: String,
+}
+
 /// Reads and writes of artifacts, versions, stages, aliases and tags inside one
 /// transaction. Records come back without aliases and tags until [`Self::attach_labels`].
 pub trait VersionTx {
@@ -85,7 +92,9 @@ pub trait VersionTx {
     /// Fill in aliases and tags of the given records.
     fn attach_labels(&mut self, records: &mut [VersionRecord]) -> Result<()>;
 
-    fn insert_version(&mut self, row: &VersionRow<'_>) -> Result<RowId>;
+    /// Insert the row; its id and the time it was stamped with (the record is then known
+    /// without reading it back).
+    fn insert_version(&mut self, row: &VersionRow<'_>) -> Result<Inserted>;
 
     /// Record the objects a version needs (each object's row created if new).
     fn add_objects(&mut self, version: RowId, objects: &[(Digest, u64)]) -> Result<()>;

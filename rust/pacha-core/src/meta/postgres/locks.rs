@@ -66,16 +66,10 @@ impl Drop for SharedGuard {
         if slot.holders > 0 {
             return;
         }
-        let released = slot.session.as_mut().map(|session| {
-            session
-                .runtime
-                .block_on(
-                    session
-                        .client
-                        .query("SELECT pg_advisory_unlock_shared($1)", &[&GC_LOCK]),
-                )
-                .map_err(|e| pg_error(&self.shown, &e))
-        });
+        let released = slot
+            .session
+            .as_mut()
+            .map(|session| call(session, "SELECT pg_advisory_unlock_shared($1)", &self.shown));
         if !matches!(released, Some(Ok(_))) {
             // The lock could not be released in place: closing the connection releases it.
             if let Some(session) = slot.session.take() {
@@ -85,18 +79,39 @@ impl Drop for SharedGuard {
     }
 }
 
-/// Wait for the lock on `session` (no statement timeout: a registration waits for a
-/// collector to finish, and a collector for registrations in flight).
-fn take(session: &mut Session, sql: &str, shown: &str) -> Result<()> {
+/// A connection for the lock: no statement timeout on it, as a registration waits for a
+/// collector to finish, and a collector for registrations in flight.
+fn open_lock_session(store: &PostgresMetaStore) -> Result<Session> {
+    let session = Session::open(&store.config, &store.shown)?;
+    let set = session
+        .runtime
+        .block_on(session.client.batch_execute("SET statement_timeout = 0"));
+    match set {
+        Ok(()) => Ok(session),
+        Err(e) => {
+            session.close();
+            Err(pg_error(&store.shown, &e))
+        }
+    }
+}
+
+/// Run one of the lock functions on `session`, prepared once per connection (a
+/// registration takes and releases the shared lock: one round trip each).
+fn call(session: &mut Session, sql: &str, shown: &str) -> Result<()> {
+    let statement = match session.statements.get(sql) {
+        Some(statement) => statement.clone(),
+        None => {
+            let prepared = session.runtime.block_on(session.client.prepare(sql));
+            let statement = prepared.map_err(|e| pg_error(shown, &e))?;
+            session
+                .statements
+                .insert(sql.to_string(), statement.clone());
+            statement
+        }
+    };
     session
         .runtime
-        .block_on(async {
-            session
-                .client
-                .batch_execute("SET statement_timeout = 0")
-                .await?;
-            session.client.query(sql, &[&GC_LOCK]).await
-        })
+        .block_on(session.client.query(&statement, &[&GC_LOCK]))
         .map(drop)
         .map_err(|e| pg_error(shown, &e))
 }
@@ -121,12 +136,12 @@ impl PostgresMetaStore {
                 Some(session) if !session.broken && !session.client.is_closed() => session,
                 Some(broken) => {
                     broken.close();
-                    Session::open(&self.config, &self.shown)?
+                    open_lock_session(self)?
                 }
-                None => Session::open(&self.config, &self.shown)?,
+                None => open_lock_session(self)?,
             };
             let session = slot.session.insert(session);
-            if let Err(e) = take(session, "SELECT pg_advisory_lock_shared($1)", &self.shown) {
+            if let Err(e) = call(session, "SELECT pg_advisory_lock_shared($1)", &self.shown) {
                 if let Some(session) = slot.session.take() {
                     session.close();
                 }
@@ -142,8 +157,8 @@ impl PostgresMetaStore {
 
     /// The exclusive side, for the collector: waits until no registration is in flight.
     pub(super) fn hold_exclusive(&self) -> Result<ExclusiveGuard> {
-        let mut session = Session::open(&self.config, &self.shown)?;
-        match take(&mut session, "SELECT pg_advisory_lock($1)", &self.shown) {
+        let mut session = open_lock_session(self)?;
+        match call(&mut session, "SELECT pg_advisory_lock($1)", &self.shown) {
             Ok(()) => Ok(ExclusiveGuard {
                 session: Some(session),
             }),

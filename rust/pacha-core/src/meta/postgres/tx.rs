@@ -8,12 +8,23 @@ use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::{Row, Statement};
 
 use super::{classify, damaged, pg_error, to_bigint, PostgresMetaStore, Session};
-use crate::meta::tx::{NumberUse, RowId, VersionRow, VersionTx, VersionsOf};
+use crate::meta::tx::{Inserted, NumberUse, RowId, VersionRow, VersionTx, VersionsOf};
 use crate::meta::{Kind, Layout, ListFilter, Stage, VersionRecord};
 use crate::{CoreError, Digest, Result};
 
 /// Statement parameters.
 pub(super) type Params<'p> = [&'p (dyn ToSql + Sync)];
+
+/// A parameter owned by a statement that waits to be sent (see [`PgTx::execute_later`]).
+pub(super) type Owned = Box<dyn ToSql + Sync + Send>;
+
+/// A statement held back to travel with the next one that must be answered: PostgreSQL
+/// answers pipelined statements in order, so a registration's writes that return nothing
+/// cost no round trip of their own.
+enum Pending {
+    Batch(String),
+    Execute(Statement, Vec<Owned>),
+}
 
 /// Why a statement failed, as far as running the transaction again is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +43,28 @@ pub(super) enum Failure {
     Other,
 }
 
+/// Send `pending` in order and wait for every answer. Each request is queued on the
+/// connection when its future is first polled, and `join_all` polls them in order, so the
+/// server receives them in order, back to back, and answers them in one round trip.
+async fn send_in_order(
+    client: &tokio_postgres::Client,
+    pending: &[Pending],
+) -> Vec<std::result::Result<(), tokio_postgres::Error>> {
+    let sent = pending.iter().map(|held| async move {
+        match held {
+            Pending::Batch(sql) => client.batch_execute(sql).await,
+            Pending::Execute(statement, params) => {
+                let params: Vec<&(dyn ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                    .collect();
+                client.execute(statement, &params).await.map(drop)
+            }
+        }
+    });
+    futures::future::join_all(sent).await
+}
+
 /// The connection of a [`PostgresMetaStore`], inside a transaction for writes.
 pub(super) struct PgTx<'a> {
     store: &'a PostgresMetaStore,
@@ -41,6 +74,8 @@ pub(super) struct PgTx<'a> {
     failure: Option<Failure>,
     /// COMMIT was sent: a connection lost now leaves the outcome unknown.
     committing: bool,
+    /// Sent, in order, ahead of the next statement whose answer is awaited.
+    pending: Vec<Pending>,
 }
 
 impl<'a> PgTx<'a> {
@@ -50,6 +85,7 @@ impl<'a> PgTx<'a> {
             session,
             failure: None,
             committing: false,
+            pending: Vec::new(),
         }
     }
 
@@ -73,7 +109,8 @@ impl<'a> PgTx<'a> {
         f: &impl Fn(&mut PgTx<'a>) -> Result<T>,
     ) -> Result<T> {
         self.session.in_transaction = true;
-        let outcome = self.batch(begin).and_then(|()| f(self)).and_then(|value| {
+        self.pending.push(Pending::Batch(begin.to_string()));
+        let outcome = f(self).and_then(|value| {
             if self.failure.is_some() {
                 // A caller went on after a failed statement; nothing it did holds.
                 return Err(CoreError::Database {
@@ -97,6 +134,7 @@ impl<'a> PgTx<'a> {
             })?;
             Ok(value)
         });
+        self.pending.clear();
         if outcome.is_err() && self.failure != Some(Failure::Lost) {
             // Also after a failed COMMIT, where it only draws a warning.
             let _ = self
@@ -118,11 +156,36 @@ impl<'a> PgTx<'a> {
         pg_error(self.shown(), e)
     }
 
-    /// Statements without parameters or results, sent as one simple query.
+    /// Statements without parameters or results, sent as one simple query (after those
+    /// held back).
     pub(super) fn batch(&mut self, sql: &str) -> Result<()> {
+        self.pending.push(Pending::Batch(sql.to_string()));
+        self.flush()
+    }
+
+    /// Send what is held back and wait for all of it: one round trip. The first failure is
+    /// the one reported (PostgreSQL refuses the rest of an aborted transaction).
+    pub(super) fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
         let session = &mut *self.session;
-        let done = session.runtime.block_on(session.client.batch_execute(sql));
-        done.map_err(|e| self.fail(&e))
+        let client = &session.client;
+        let outcomes = session.runtime.block_on(send_in_order(client, &pending));
+        match outcomes.into_iter().find_map(std::result::Result::err) {
+            Some(e) => Err(self.fail(&e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Hold a write that returns nothing back until the next statement that must be
+    /// answered (or COMMIT): its failure is reported there, and fails the transaction all
+    /// the same.
+    pub(super) fn execute_later(&mut self, sql: &str, params: Vec<Owned>) -> Result<()> {
+        let statement = self.statement(sql)?;
+        self.pending.push(Pending::Execute(statement, params));
+        Ok(())
     }
 
     /// The prepared statement for `sql`, prepared once per connection.
@@ -143,11 +206,19 @@ impl<'a> PgTx<'a> {
 
     pub(super) fn query(&mut self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
         let statement = self.statement(sql)?;
+        let pending = std::mem::take(&mut self.pending);
         let session = &mut *self.session;
-        let rows = session
-            .runtime
-            .block_on(session.client.query(&statement, params));
-        rows.map_err(|e| self.fail(&e))
+        let client = &session.client;
+        let (held, rows) = session.runtime.block_on(async {
+            futures::join!(
+                send_in_order(client, &pending),
+                client.query(&statement, params)
+            )
+        });
+        match held.into_iter().find_map(std::result::Result::err) {
+            Some(e) => Err(self.fail(&e)),
+            None => rows.map_err(|e| self.fail(&e)),
+        }
     }
 
     /// The first row, if any.
@@ -167,11 +238,19 @@ impl<'a> PgTx<'a> {
     /// The number of rows changed.
     pub(super) fn execute(&mut self, sql: &str, params: &Params<'_>) -> Result<u64> {
         let statement = self.statement(sql)?;
+        let pending = std::mem::take(&mut self.pending);
         let session = &mut *self.session;
-        let changed = session
-            .runtime
-            .block_on(session.client.execute(&statement, params));
-        changed.map_err(|e| self.fail(&e))
+        let client = &session.client;
+        let (held, changed) = session.runtime.block_on(async {
+            futures::join!(
+                send_in_order(client, &pending),
+                client.execute(&statement, params)
+            )
+        });
+        match held.into_iter().find_map(std::result::Result::err) {
+            Some(e) => Err(self.fail(&e)),
+            None => changed.map_err(|e| self.fail(&e)),
+        }
     }
 
     /// Column `index` of `row`; a value of the wrong type or a NULL where none may be is
@@ -463,14 +542,15 @@ impl VersionTx for PgTx<'_> {
         self.labels(records)
     }
 
-    fn insert_version(&mut self, row: &VersionRow<'_>) -> Result<RowId> {
+    fn insert_version(&mut self, row: &VersionRow<'_>) -> Result<Inserted> {
         let (size, file_count) = (to_bigint(row.size)?, to_bigint(row.file_count)?);
         // The rules keep only the permission bits, which fit.
         let mode = row.mode.and_then(|m| i32::try_from(m).ok());
         let inserted = self.query_one(
             "INSERT INTO versions (artifact_id, version, version_key, prerelease, digest, \
              layout, size, file_count, description, card, created_by, run_id, mode) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             RETURNING id, created_at",
             &[
                 &row.artifact,
                 &row.version,
@@ -487,7 +567,10 @@ impl VersionTx for PgTx<'_> {
                 &mode,
             ],
         )?;
-        self.get(&inserted, 0)
+        Ok(Inserted {
+            id: self.get(&inserted, 0)?,
+            created_at: self.get::<Stamp>(&inserted, 1)?.0,
+        })
     }
 
     fn add_objects(&mut self, version: RowId, objects: &[(Digest, u64)]) -> Result<()> {
@@ -505,28 +588,32 @@ impl VersionTx for PgTx<'_> {
             .iter()
             .map(|(_, size)| to_bigint(*size))
             .collect::<Result<Vec<i64>>>()?;
-        // Two statements for any number of objects: the arrays travel as parameters.
-        self.execute(
+        // Two statements for any number of objects: the arrays travel as parameters. Both
+        // travel with the transaction's next statement.
+        self.execute_later(
             "INSERT INTO objects (digest, size) \
              SELECT d, s FROM unnest($1::text[], $2::bigint[]) AS t(d, s) \
              ON CONFLICT (digest) DO NOTHING",
-            &[&digests, &sizes],
+            vec![Box::new(digests.clone()), Box::new(sizes)],
         )?;
-        self.execute(
+        self.execute_later(
             "INSERT INTO version_objects (version_id, digest) \
              SELECT $1, d FROM unnest($2::text[]) AS t(d) ON CONFLICT DO NOTHING",
-            &[&version, &digests],
+            vec![Box::new(version), Box::new(digests)],
         )
-        .map(drop)
     }
 
     fn put_tags(&mut self, version: RowId, tags: &[(String, String)]) -> Result<()> {
         // One statement per tag: a key given twice keeps its last value, as in SQLite.
         for (key, value) in tags {
-            self.execute(
+            self.execute_later(
                 "INSERT INTO tags (version_id, key, value) VALUES ($1, $2, $3) \
                  ON CONFLICT (version_id, key) DO UPDATE SET value = excluded.value",
-                &[&version, key, value],
+                vec![
+                    Box::new(version),
+                    Box::new(key.clone()),
+                    Box::new(value.clone()),
+                ],
             )?;
         }
         Ok(())
@@ -547,12 +634,16 @@ impl VersionTx for PgTx<'_> {
         to: Stage,
         actor: &str,
     ) -> Result<()> {
-        self.execute(
+        self.execute_later(
             "INSERT INTO stage_history (version_id, from_stage, to_stage, \"by\") \
              VALUES ($1, $2, $3, $4)",
-            &[&version, &from.map(Stage::as_str), &to.as_str(), &actor],
+            vec![
+                Box::new(version),
+                Box::new(from.map(Stage::as_str)),
+                Box::new(to.as_str()),
+                Box::new(actor.to_string()),
+            ],
         )
-        .map(drop)
     }
 
     fn put_alias(&mut self, artifact: RowId, alias: &str, version: RowId) -> Result<()> {

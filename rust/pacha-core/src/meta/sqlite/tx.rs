@@ -4,7 +4,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{lineage, to_sql_int, SqliteMetaStore};
-use crate::meta::tx::{NumberUse, RowId, VersionRow, VersionTx, VersionsOf};
+use crate::meta::tx::{Inserted, NumberUse, RowId, VersionRow, VersionTx, VersionsOf};
 use crate::meta::{Kind, ListFilter, Stage, VersionRecord};
 use crate::{CoreError, Digest, Result};
 
@@ -149,33 +149,41 @@ impl VersionTx for SqliteTx<'_> {
         super::attach_labels(self.store, self.conn, records)
     }
 
-    fn insert_version(&mut self, row: &VersionRow<'_>) -> Result<RowId> {
+    fn insert_version(&mut self, row: &VersionRow<'_>) -> Result<Inserted> {
         let (size, file_count) = (to_sql_int(row.size)?, to_sql_int(row.file_count)?);
         self.conn
             .prepare_cached(
                 "INSERT INTO versions (artifact_id, version, version_key, prerelease, digest, \
                  layout, size, file_count, description, card, created_by, run_id, mode) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+                 RETURNING id, created_at",
             )
             .and_then(|mut s| {
-                s.execute(params![
-                    row.artifact,
-                    row.version,
-                    row.key,
-                    row.prerelease,
-                    row.digest.to_hex(),
-                    row.layout.as_str(),
-                    size,
-                    file_count,
-                    row.description,
-                    row.card,
-                    row.created_by,
-                    row.run_id,
-                    row.mode,
-                ])
+                s.query_row(
+                    params![
+                        row.artifact,
+                        row.version,
+                        row.key,
+                        row.prerelease,
+                        row.digest.to_hex(),
+                        row.layout.as_str(),
+                        size,
+                        file_count,
+                        row.description,
+                        row.card,
+                        row.created_by,
+                        row.run_id,
+                        row.mode,
+                    ],
+                    |r| {
+                        Ok(Inserted {
+                            id: r.get(0)?,
+                            created_at: super::timestamp_cell(r, 1)?,
+                        })
+                    },
+                )
             })
-            .map_err(|e| self.err(e))?;
-        Ok(self.conn.last_insert_rowid())
+            .map_err(|e| self.err(e))
     }
 
     fn add_objects(&mut self, version: RowId, objects: &[(Digest, u64)]) -> Result<()> {
