@@ -824,6 +824,63 @@ def test_a_forged_object_is_reported_by_verify_and_refused_by_download(pair: Pai
     assert clean["digest"] not in {p["digest"] for p in problems}
 
 
+def test_damage_verify_found_is_healed_by_another_process_storing_the_bytes(pair: Pair) -> None:
+    """What verify finds missing or damaged is marked in the database, so the next process
+    that stores the same bytes writes them again (a repair by registering them anew), for a
+    small object (same size, other bytes; deleted), a large one, and a packed one."""
+    forged = blob(pair.tmp, "forged.bin", b"forged weights " * 100)
+    gone = blob(pair.tmp, "gone.bin", b"deleted weights " * 100)
+    large = write_pattern(pair.tmp / "src" / "large.bin", 3 << 20, seed=4)
+    tree = pair.tmp / "src" / "tree"
+    tree.mkdir()
+    for i in range(5):
+        (tree / f"part-{i}.txt").write_text(f"small file {i} " * 40)
+    digests = {}
+    for name, source in [("forged", forged), ("gone", gone), ("large", large), ("tree", tree)]:
+        kind = "data" if name == "tree" else "model"
+        registered = pair.ok(kind, "register", name, str(source), "-v", "1.0.0", "--json")
+        digests[name] = registered["digest"]
+    member = blake3((tree / "part-3.txt").read_bytes()).hexdigest()
+    pack, offset = pair.psql(
+        f"SELECT pack || ' ' || \"offset\" FROM packed_objects WHERE digest = '{member}'"
+    ).split()
+
+    client = pair.client
+
+    def change(key: str, how: Any) -> None:
+        data = client.get_object(Bucket=pair.bucket, Key=key)["Body"].read()
+        client.put_object(Bucket=pair.bucket, Key=key, Body=how(data))
+
+    change(pair.object_key(digests["forged"]), lambda d: bytes(b ^ 0x5A for b in d))
+    client.delete_object(Bucket=pair.bucket, Key=pair.object_key(digests["gone"]))
+    change(pair.object_key(digests["large"]), lambda d: d[:-1] + bytes([d[-1] ^ 1]))
+    at = int(offset)
+    change(f"{pair.prefix}/packs/{pack}", lambda d: d[:at] + bytes([d[at] ^ 1]) + d[at + 1 :])
+
+    report = pair.pacha("verify", "--json")
+    assert report.returncode == 1, report.output
+    found = {(p["digest"], p["kind"]) for p in json.loads(report.stdout)["problems"]}
+    assert found == {
+        (digests["forged"], "corrupt"),
+        (digests["gone"], "missing"),
+        (digests["large"], "corrupt"),
+        (member, "corrupt"),
+    }
+
+    # Other processes store the same bytes again, as new versions.
+    for name, source in [("forged", forged), ("gone", gone), ("large", large), ("tree", tree)]:
+        kind = "data" if name == "tree" else "model"
+        pair.ok(kind, "register", name, str(source), "-v", "1.0.1", "--json")
+    healed = pair.pacha("verify", "--json")
+    assert healed.returncode == 0, healed.output
+    out = pair.tmp / "out"
+    pair.ok("model", "download", "forged:1.0.0", "-o", str(out / "forged.bin"))
+    assert (out / "forged.bin").read_bytes() == forged.read_bytes()
+    pair.ok("data", "download", "tree:1.0.0", "-o", str(out / "tree"))
+    assert (out / "tree" / "part-3.txt").read_bytes() == (tree / "part-3.txt").read_bytes()
+    assert pair.psql("SELECT count(*) FROM objects WHERE damaged_at IS NOT NULL") == "0"
+
+
 # ---- 5. faults: servers that stop, a registration that is killed ------------------------
 
 
@@ -913,26 +970,26 @@ def test_a_registration_killed_mid_upload_leaves_no_version_and_a_retry_succeeds
 
 
 @pytest.mark.fault
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: gc cannot list incomplete multipart uploads yet (the object_store "
-    "crate lists none); a bucket lifecycle rule aborts them meanwhile",
-)
 def test_gc_aborts_the_multipart_upload_a_killed_registration_left(
     pair: Pair, big_file: Path
 ) -> None:
     """A registration killed mid-upload leaves an incomplete multipart upload: parts the
-    bucket keeps (and bills) but no listing of objects shows. `gc` spares it while young and
-    aborts it with --grace 0, as it removes the temp files of interrupted local writes."""
+    bucket keeps (and bills) but no listing of objects shows. Its id is recorded in the
+    database while it runs: `gc` spares it while young and aborts it with --grace 0, as it
+    removes the temp files of interrupted local writes."""
     proc = pair.popen("model", "register", "m", str(big_file), "-v", "1.0.0")
     wait_for_upload(pair.uploads, proc)
+    # Recorded right after the bucket gave it an id.
+    wait_for_upload(lambda: pair.psql("SELECT count(*) FROM uploads") == "1", proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert pair.uploads(), "the killed registration left an upload"
     pair.ok("gc")
     assert pair.uploads(), "the default grace spares an upload that may still be running"
+    assert pair.psql("SELECT count(*) FROM uploads") == "1"
     pair.ok("gc", "--grace", "0")
     assert pair.uploads() == [], "an abandoned multipart upload outlived gc --grace 0"
+    assert pair.psql("SELECT count(*) FROM uploads") == "0"
 
 
 # ---- 6. hostile names, references and URLs -----------------------------------------------

@@ -108,8 +108,10 @@ impl Registry {
             .filter(|d| !referenced.contains(d))
             .copied()
             .collect();
-        self.store.remove(&unreferenced)?;
-        self.meta.forget_objects(&unreferenced)
+        // The rows first: a shared store's index then never names bytes that are gone (a
+        // crash between the two leaves unrecorded objects, which the next gc sweeps).
+        self.meta.forget_objects(&unreferenced)?;
+        self.store.remove(&unreferenced).map(drop)
     }
 
     /// Remove every object that no version, run artifact or tree references (a tree's
@@ -140,9 +142,10 @@ impl Registry {
             removed.push(object.digest);
         }
         if !dry_run {
-            // What was really freed: an object may have two copies, or have gone meanwhile.
-            report.bytes_freed = self.store.remove(&removed)?;
+            // Rows before bytes (see `discard_unreferenced`). What was really freed: an
+            // object may have two copies, or have gone meanwhile.
             self.meta.forget_objects(&removed)?;
+            report.bytes_freed = self.store.remove(&removed)?;
         }
         let temps = self.store.remove_stale_temps(cutoff, dry_run)?;
         report.temp_files_removed = temps.files;

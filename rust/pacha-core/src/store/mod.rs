@@ -214,6 +214,17 @@ pub struct PackedAt {
 /// The index of a bucket's small objects, kept beside the registry's metadata (a table in
 /// the shared database): small files travel packed many to one object, and what a bucket
 /// holds is learned from one query here, not one request per object.
+/// What a [`PackIndex`] holds of one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Nothing: never stored whole, or forgotten by gc.
+    Unknown,
+    /// Stored whole (its PUT completed).
+    Sound,
+    /// A check found it missing or damaged since.
+    Damaged,
+}
+
 pub trait PackIndex: Send + Sync + fmt::Debug {
     /// Those of `digests` the registry already has, packed or referenced by a version (one
     /// query).
@@ -235,6 +246,32 @@ pub trait PackIndex: Send + Sync + fmt::Debug {
     /// Forget packed objects (garbage collection); returns the packs left with no member,
     /// whose rows are gone too and whose objects the caller deletes.
     fn forget_packed(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
+
+    /// What the index holds of one object (one query).
+    fn recorded(&self, digest: &Digest) -> Result<Recorded>;
+
+    /// A check found `digests` missing or damaged: no longer [`Self::known`], so that the
+    /// next store of the same bytes, in any process, writes them again (a packed one into a
+    /// new pack, which [`Self::record_pack`] then gives it as its place). Until then a read
+    /// still finds the damaged bytes, and says so.
+    fn mark_damaged(&self, digests: &[Digest]) -> Result<()>;
+
+    /// `digests` were stored again, whole: known again.
+    fn mark_repaired(&self, digests: &[Digest]) -> Result<()>;
+
+    /// A multipart upload to `key` started with the bucket's id `upload`: recorded, so that
+    /// gc can abort it if its writer dies (its parts are invisible to any object listing).
+    fn begin_upload(&self, key: &str, upload: &str) -> Result<()>;
+
+    /// The upload is alive (its writer renews it while parts go up).
+    fn renew_upload(&self, upload: &str) -> Result<()>;
+
+    /// The upload completed or was aborted.
+    fn end_upload(&self, upload: &str) -> Result<()>;
+
+    /// Uploads not renewed for longer than `idle`, as (key, upload id), by the database's
+    /// clock (every writer's renewals are stamped by it).
+    fn stale_uploads(&self, idle: std::time::Duration) -> Result<Vec<(String, String)>>;
 }
 
 /// A content-addressed store of immutable objects.

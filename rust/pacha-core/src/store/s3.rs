@@ -16,25 +16,25 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as Key;
 use object_store::{
     BackoffConfig, ClientOptions, ObjectStore as Blobs, ObjectStoreExt, PutMode, PutOptions,
-    PutPayload, RetryConfig, WriteMultipart,
+    PutPayload, RetryConfig,
 };
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use super::SMALL_OBJECT_MAX;
 use super::{
     Expected, ExportOptions, ObjectInfo, ObjectStore, PackIndex, PackedAt, Problem, ProblemKind,
     PutOutcome, SyncBatch, TempSweep, VerifyReport,
 };
+use super::{Recorded, SMALL_OBJECT_MAX};
 use crate::error::IoContext;
 use crate::{destination, hash, CoreError, Digest, Progress, Result};
 
@@ -121,7 +121,7 @@ pub struct S3Store {
     /// How to build a client: after `fork`, a child builds its own (the parent's connections
     /// belong to a runtime whose threads the child does not have).
     builder: AmazonS3Builder,
-    client: Mutex<Option<(u32, Arc<dyn Blobs>)>>,
+    client: Mutex<Option<(u32, Arc<AmazonS3>)>>,
     /// The registry's index of packed small objects (see `packs`); without one, every
     /// object has a key of its own.
     index: Option<Arc<dyn PackIndex>>,
@@ -129,8 +129,21 @@ pub struct S3Store {
     /// together before they are read).
     located: Mutex<HashMap<Digest, PackedAt>>,
     pack_reads: Mutex<packs::PackReads>,
+    /// Objects a check found missing or damaged: stored again by the next put, whatever
+    /// the index says (a repair).
+    damaged: Mutex<HashSet<Digest>>,
 }
 
+/// What a put knows of an address before it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presence {
+    Absent,
+    /// Not in the index: absent, unless an interrupted write left it.
+    Unknown,
+    Damaged,
+}
+
+mod multipart;
 mod packs;
 use packs::Found;
 
@@ -195,6 +208,7 @@ impl S3Store {
             index: None,
             located: Mutex::new(HashMap::new()),
             pack_reads: Mutex::default(),
+            damaged: Mutex::default(),
         };
         store.check_reachable()?;
         Ok(store)
@@ -232,21 +246,26 @@ impl S3Store {
 
     /// This process's client for the bucket.
     fn blobs(&self) -> Result<Arc<dyn Blobs>> {
+        Ok(self.client()?)
+    }
+
+    /// This process's client, with its multipart calls.
+    fn client(&self) -> Result<Arc<AmazonS3>> {
         let mut slot = self.client.lock().unwrap_or_else(|p| p.into_inner());
         let pid = std::process::id();
-        if let Some((owner, blobs)) = slot.as_ref() {
+        if let Some((owner, client)) = slot.as_ref() {
             if *owner == pid {
-                return Ok(Arc::clone(blobs));
+                return Ok(Arc::clone(client));
             }
         }
-        let blobs: Arc<dyn Blobs> = Arc::new(
+        let client = Arc::new(
             self.builder
                 .clone()
                 .build()
                 .map_err(|e| backend_error(&self.location.uri(), &e))?,
         );
-        *slot = Some((pid, Arc::clone(&blobs)));
-        Ok(blobs)
+        *slot = Some((pid, Arc::clone(&client)));
+        Ok(client)
     }
 
     /// Run a request to completion on this process's runtime.
@@ -369,50 +388,9 @@ impl S3Store {
             progress.advance(size);
             return Ok(created && !replace);
         }
-        let key = self.key(digest);
-        let runtime = crate::runtime::runtime()?;
-        // `WriteMultipart::put` spawns each part's request on the current runtime.
-        let _inside = runtime.enter();
-        let upload = self.block_on(self.blobs()?.put_multipart(&key))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut hasher = blake3::Hasher::new();
-        let mut sent = 0u64;
-        let result = (|| -> Result<()> {
-            loop {
-                progress.check()?;
-                runtime
-                    .block_on(writer.wait_for_capacity(PARTS_IN_FLIGHT))
-                    .map_err(|e| backend_error(&self.location.uri(), &e))?;
-                let mut part = vec![0u8; PART_SIZE];
-                // Never more than the hashed size and one byte: a file that keeps growing
-                // is a changed source, not an endless upload.
-                let n = hash::read_full(&mut (&mut file).take(size + 1 - sent), source, &mut part)?;
-                if n == 0 {
-                    break;
-                }
-                part.truncate(n);
-                hasher.update(&part);
-                sent += n as u64;
-                writer.put(Bytes::from(part));
-                progress.advance(n as u64);
-            }
-            if sent != size || Digest::from(hasher.finalize()) != *digest {
-                return Err(changed());
-            }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => {
-                self.block_on(writer.finish())?;
-                // Unconditional: another writer may have stored the same bytes meanwhile.
-                Ok(false)
-            }
-            Err(e) => {
-                // Leave no incomplete upload behind (gc aborts any a crash leaves).
-                let _ = runtime.block_on(writer.abort());
-                Err(e)
-            }
-        }
+        self.upload_multipart(file, source, digest, size, progress)?;
+        // Unconditional: another writer may have stored the same bytes meanwhile.
+        Ok(false)
     }
 
     /// Stream an object of `size` bytes (as `head` found) through `sink`, hashing it;
@@ -563,13 +541,19 @@ impl S3Store {
                 detail,
             })
         };
+        let report = |found: Option<Problem>| {
+            if found.is_some() {
+                self.note_damaged(&digest);
+            }
+            Ok(found)
+        };
         let Some(found) = self.find(&digest)? else {
-            return Ok(problem(ProblemKind::Missing, "not in the bucket".into()));
+            return report(problem(ProblemKind::Missing, "not in the bucket".into()));
         };
         let size = found.size();
         if let Some(recorded) = expected.size {
             if size < recorded {
-                return Ok(problem(
+                return report(problem(
                     ProblemKind::Truncated,
                     format!("{size} bytes where {recorded} were recorded"),
                 ));
@@ -581,7 +565,7 @@ impl S3Store {
                 let data = match self.read_packed(&at) {
                     Ok(data) => data,
                     Err(CoreError::Corrupt { message }) => {
-                        return Ok(problem(ProblemKind::Truncated, message))
+                        return report(problem(ProblemKind::Truncated, message))
                     }
                     Err(e) => return Err(e),
                 };
@@ -592,7 +576,7 @@ impl S3Store {
         if actual == digest {
             return Ok(None);
         }
-        Ok(problem(
+        report(problem(
             ProblemKind::Corrupt,
             format!("its bytes hash to {actual}"),
         ))
@@ -631,19 +615,43 @@ impl S3Store {
                 hasher.finalize().into()
             }
         };
-        let existing = self.head(&digest)?;
-        if existing == Some(size) {
-            return Ok(PutOutcome {
-                digest,
-                size,
-                written: false,
-            });
-        }
-        // An object of another size at this address is damaged: our verified bytes replace
-        // it.
-        let replace = existing.is_some();
+        let not_written = Ok(PutOutcome {
+            digest,
+            size,
+            written: false,
+        });
+        let recorded = match &self.index {
+            _ if self.is_damaged(&digest) => Recorded::Damaged,
+            Some(index) => index.recorded(&digest)?,
+            None => Recorded::Unknown,
+        };
+        let presence = match recorded {
+            // Recorded only after its PUT completed, and gc is held off until this
+            // registration commits: one query instead of a HEAD.
+            Recorded::Sound => return not_written,
+            Recorded::Damaged => Presence::Damaged,
+            // Most likely absent: the conditional PUT finds out.
+            Recorded::Unknown if small.is_some() && self.index.is_some() => Presence::Unknown,
+            Recorded::Unknown => match self.head(&digest)? {
+                Some(found) if found == size => return not_written,
+                // An object of another size at this address is damaged: our verified bytes
+                // replace it.
+                Some(_) => Presence::Damaged,
+                None => Presence::Absent,
+            },
+        };
+        let replace = presence == Presence::Damaged;
         let written = match small {
-            Some(data) => self.put_small(&digest, Bytes::from(data), replace)?,
+            Some(data) => {
+                let data = Bytes::from(data);
+                let created = self.put_small(&digest, data.clone(), replace)?;
+                if !created && presence == Presence::Unknown && self.head(&digest)? != Some(size) {
+                    // Left by an interrupted write, and not whole.
+                    self.put_small(&digest, data, true)?
+                } else {
+                    created
+                }
+            }
             None => {
                 std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).at(source)?;
                 // The upload reads the file again (even in a batch, whose caller counted one
@@ -652,11 +660,46 @@ impl S3Store {
                 self.upload(file, source, &digest, size, progress, replace)?
             }
         };
+        if replace {
+            self.damaged
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&digest);
+            if let Some(index) = &self.index {
+                index.mark_repaired(std::slice::from_ref(&digest))?;
+            }
+        }
         Ok(PutOutcome {
             digest,
             size,
             written,
         })
+    }
+
+    /// Remember that a check found `digest` missing or damaged, here and in the registry's
+    /// index (for every process): the next store of its bytes writes it again. The index
+    /// mark is best effort (a read-only registry cannot record it); this process still
+    /// knows.
+    fn note_damaged(&self, digest: &Digest) {
+        self.damaged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(*digest);
+        if let Some(index) = &self.index {
+            let _ = index.mark_damaged(std::slice::from_ref(digest));
+            self.located
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(digest);
+        }
+    }
+
+    /// Whether a check found `digest` missing or damaged (its next store writes it again).
+    fn is_damaged(&self, digest: &Digest) -> bool {
+        self.damaged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(digest)
     }
 
     fn list_keys(&self) -> Result<Vec<object_store::ObjectMeta>> {
@@ -1038,11 +1081,11 @@ impl ObjectStore for S3Store {
     }
 
     fn remove_stale_temps(&self, older_than: SystemTime, dry_run: bool) -> Result<TempSweep> {
-        // Uploads write no temporary keys; an interrupted multipart upload is aborted by the
-        // writer (a killed one's parts await the bucket's lifecycle rule). What a killed
-        // registration can leave is a pack uploaded but never recorded: removed here once
-        // older than the grace period.
-        let mut sweep = TempSweep::default();
+        // Uploads write no temporary keys. What a killed registration can leave is an
+        // incomplete multipart upload (aborted here once its record went unrenewed for the
+        // grace period: `multipart`) and a pack uploaded but never recorded (removed here
+        // once older than the grace period).
+        let mut sweep = self.sweep_uploads(older_than, dry_run)?;
         let Some(index) = &self.index else {
             return Ok(sweep);
         };

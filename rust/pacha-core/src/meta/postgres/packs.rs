@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 
 use super::tx::PgTx;
 use super::PostgresMetaStore;
-use crate::store::{PackIndex, PackedAt};
+use crate::store::{PackIndex, PackedAt, Recorded};
 use crate::{CoreError, Digest, Result};
 
 fn hexes(digests: &[Digest]) -> Vec<String> {
@@ -53,8 +53,10 @@ impl PackIndex for PostgresMetaStore {
         let wanted = hexes(digests);
         self.read(|tx| {
             let rows = tx.query(
-                "SELECT digest FROM objects WHERE digest = ANY($1) \
-                 UNION SELECT digest FROM packed_objects WHERE digest = ANY($1)",
+                "SELECT digest FROM objects WHERE digest = ANY($1) AND damaged_at IS NULL \
+                 UNION SELECT p.digest FROM packed_objects p WHERE p.digest = ANY($1) \
+                 AND NOT EXISTS (SELECT 1 FROM objects o \
+                                 WHERE o.digest = p.digest AND o.damaged_at IS NOT NULL)",
                 &[&wanted],
             )?;
             rows.iter().map(|row| tx.digest(row, 0)).collect()
@@ -88,12 +90,40 @@ impl PackIndex for PostgresMetaStore {
                 "INSERT INTO packs (digest, size) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING",
                 &[&pack, &pack_size],
             )?;
+            // A member found damaged in its old pack moves to this one; the old pack, if left
+            // with no member, loses its row (its bytes are then an unrecorded pack, which gc
+            // sweeps once older than the grace period).
+            let moved = tx.query(
+                "SELECT DISTINCT p.pack FROM packed_objects p JOIN objects o ON o.digest = p.digest \
+                 WHERE p.digest = ANY($1) AND o.damaged_at IS NOT NULL",
+                &[&digests],
+            )?;
+            let moved = moved
+                .iter()
+                .map(|row| tx.get::<String>(row, 0))
+                .collect::<Result<Vec<String>>>()?;
             tx.execute(
                 "INSERT INTO packed_objects (digest, pack, \"offset\", size) \
                  SELECT d, $1, o, s FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS m(d, o, s) \
-                 ON CONFLICT (digest) DO NOTHING",
+                 ON CONFLICT (digest) DO UPDATE \
+                 SET pack = excluded.pack, \"offset\" = excluded.\"offset\", size = excluded.size \
+                 WHERE EXISTS (SELECT 1 FROM objects o \
+                               WHERE o.digest = packed_objects.digest AND o.damaged_at IS NOT NULL)",
                 &[&pack, &digests, &offsets, &sizes],
             )?;
+            // Members found damaged before are whole again.
+            tx.execute(
+                "UPDATE objects SET damaged_at = NULL \
+                 WHERE digest = ANY($1) AND damaged_at IS NOT NULL",
+                &[&digests],
+            )?;
+            if !moved.is_empty() {
+                tx.execute(
+                    "DELETE FROM packs k WHERE k.digest = ANY($1) AND NOT EXISTS \
+                     (SELECT 1 FROM packed_objects p WHERE p.pack = k.digest)",
+                    &[&moved],
+                )?;
+            }
             Ok(())
         })
     }
@@ -126,10 +156,93 @@ impl PackIndex for PostgresMetaStore {
             let touched: Vec<String> = touched.into_iter().collect();
             let emptied = tx.query(
                 "DELETE FROM packs k WHERE k.digest = ANY($1) AND NOT EXISTS \
-                 (SELECT 1 FROM packed_objects p WHERE p.pack = k.digest) RETURNING k.digest",
+             (SELECT 1 FROM packed_objects p WHERE p.pack = k.digest) RETURNING k.digest",
                 &[&touched],
             )?;
             emptied.iter().map(|row| tx.digest(row, 0)).collect()
+        })
+    }
+
+    fn recorded(&self, digest: &Digest) -> Result<Recorded> {
+        let wanted = digest.to_hex();
+        self.read(|tx| {
+            // Damage is stamped on the object's row; a pack place with no such row is sound.
+            let row = tx.query_one(
+                "SELECT bool_or(damaged) FROM ( \
+                 SELECT damaged_at IS NOT NULL AS damaged FROM objects WHERE digest = $1 \
+                 UNION ALL SELECT false FROM packed_objects WHERE digest = $1) AS found",
+                &[&wanted],
+            )?;
+            Ok(match tx.get::<Option<bool>>(&row, 0)? {
+                None => Recorded::Unknown,
+                Some(false) => Recorded::Sound,
+                Some(true) => Recorded::Damaged,
+            })
+        })
+    }
+
+    fn mark_damaged(&self, digests: &[Digest]) -> Result<()> {
+        let wanted = hexes(digests);
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE objects SET damaged_at = now() WHERE digest = ANY($1)",
+                &[&wanted],
+            )
+            .map(drop)
+        })
+    }
+
+    fn begin_upload(&self, key: &str, upload: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO uploads (upload_id, key) VALUES ($1, $2) \
+                 ON CONFLICT (upload_id) DO UPDATE SET renewed_at = now()",
+                &[&upload, &key],
+            )
+            .map(drop)
+        })
+    }
+
+    fn renew_upload(&self, upload: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE uploads SET renewed_at = now() WHERE upload_id = $1",
+                &[&upload],
+            )
+            .map(drop)
+        })
+    }
+
+    fn end_upload(&self, upload: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM uploads WHERE upload_id = $1", &[&upload])
+                .map(drop)
+        })
+    }
+
+    fn stale_uploads(&self, idle: Duration) -> Result<Vec<(String, String)>> {
+        let seconds = idle.as_secs_f64();
+        self.read(|tx| {
+            let rows = tx.query(
+                "SELECT key, upload_id FROM uploads \
+                 WHERE renewed_at <= now() - make_interval(secs => $1) ORDER BY started_at",
+                &[&seconds],
+            )?;
+            rows.iter()
+                .map(|row| Ok((tx.get(row, 0)?, tx.get(row, 1)?)))
+                .collect()
+        })
+    }
+
+    fn mark_repaired(&self, digests: &[Digest]) -> Result<()> {
+        let wanted = hexes(digests);
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE objects SET damaged_at = NULL \
+                 WHERE digest = ANY($1) AND damaged_at IS NOT NULL",
+                &[&wanted],
+            )
+            .map(drop)
         })
     }
 }

@@ -202,6 +202,24 @@ pub(super) const MIGRATIONS: &[&str] = &[
         value  TEXT NOT NULL
     );
     "#,
+    // 4: when a check found an object missing or damaged in the bucket: such an object is
+    // not counted as present, so the next store of the same bytes writes it again (and
+    // clears the mark). NULL for a sound one.
+    r#"
+    ALTER TABLE objects ADD COLUMN damaged_at TIMESTAMPTZ;
+    "#,
+    // 5: multipart uploads in progress (`store::s3`): recorded when started, renewed while
+    // parts go up, removed when completed or aborted. One a crash left stops being renewed;
+    // gc aborts it once older than the grace period (a listing of incomplete uploads is not
+    // something every S3-compatible server or client library offers).
+    r#"
+    CREATE TABLE uploads (
+        upload_id   TEXT COLLATE "C" PRIMARY KEY,
+        key         TEXT COLLATE "C" NOT NULL,
+        started_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+        renewed_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    "#,
 ];
 
 /// The schema version recorded in the database (0 for one that holds no registry).
