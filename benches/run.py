@@ -668,7 +668,10 @@ def main() -> int:
         action="store_true",
         help="skip the shared-registry rows (PostgreSQL + S3, started by the benchmark)",
     )
+    parser.add_argument("--shared-only", action="store_true", help="only the shared-registry rows")
     args = parser.parse_args()
+    if args.shared_only and args.no_shared:
+        parser.error("--shared-only and --no-shared exclude each other")
     rounds = args.rounds or (3 if args.quick else 5)
     results = Results(
         machine={
@@ -685,6 +688,9 @@ def main() -> int:
     started = time.perf_counter()
     if args.data:
         args.data.mkdir(parents=True, exist_ok=True)
+    if args.shared_only:
+        pass  # the rows below only
+    elif args.data:
         bench(args.quick, rounds, peers, args.data, results)
     else:
         with tempfile.TemporaryDirectory(
