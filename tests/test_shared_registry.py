@@ -970,6 +970,31 @@ def test_a_registration_killed_mid_upload_leaves_no_version_and_a_retry_succeeds
 
 
 @pytest.mark.fault
+@pytest.mark.slow
+def test_a_registration_whose_lock_connection_broke_records_nothing(
+    pair: Pair, big_file: Path
+) -> None:
+    """The connection holding the collector's shared lock is cut mid-upload (as a server
+    restart or a network drop would): the lock is gone, so a gc could have run meanwhile.
+    The registration refuses to commit, in one line, and a retry succeeds."""
+    args = ("model", "register", "big", str(big_file), "-v", "1.0.0", "--json")
+    proc = pair.popen(*args)
+    wait_for_upload(pair.uploads, proc)
+    cut = pair.psql(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
+        "WHERE locktype = 'advisory' AND granted"
+    )
+    assert cut == "1", "one connection held the shared lock"
+    out, err = proc.communicate(timeout=120)
+    result = Result(proc.returncode, out.decode(), err.decode(), 0.0)
+    one_error_line(result, "collector's lock broke", "run it again")
+    assert pair.versions() == []
+    retried = pair.ok(*args)
+    assert retried["version"] == "1.0.0"
+    assert pair.ok("verify", "--json")["ok"] is True
+
+
+@pytest.mark.fault
 def test_gc_aborts_the_multipart_upload_a_killed_registration_left(
     pair: Pair, big_file: Path
 ) -> None:

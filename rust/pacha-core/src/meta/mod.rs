@@ -212,7 +212,15 @@ pub struct ObjectUse {
 }
 
 /// A lock held until dropped (see [`MetadataStore::collector_lock`]).
-pub type HeldLock = Box<dyn std::any::Any + Send + Sync>;
+pub trait CollectorLock: Send + Sync {
+    /// `Some(why)` when the lock may have gone: the connection that held it broke (a
+    /// server restart, the network), which releases a database lock without telling its
+    /// holder. `why` names the cause: the server unreachable now, or the lock lost.
+    fn lost(&self) -> Option<crate::CoreError>;
+}
+
+/// A held [`CollectorLock`].
+pub type HeldLock = Box<dyn CollectorLock>;
 
 /// The metadata database.
 pub trait MetadataStore: Send + Sync + fmt::Debug {

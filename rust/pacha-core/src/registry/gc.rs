@@ -43,6 +43,18 @@ pub struct RegistrationGuard {
     _held: Held,
 }
 
+impl RegistrationGuard {
+    /// Refuse to commit when the shared lock may have gone during the registration (its
+    /// connection broke): a collector could then have run and removed objects this
+    /// registration found present. Run again, it stores them anew.
+    pub(crate) fn check(&self) -> Result<()> {
+        match &self._held {
+            Held::Database(held) => held.lost().map_or(Ok(()), Err),
+            Held::Files(_) => Ok(()),
+        }
+    }
+}
+
 impl std::fmt::Debug for RegistrationGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RegistrationGuard")
@@ -52,7 +64,7 @@ impl std::fmt::Debug for RegistrationGuard {
 /// One side of the collector's lock, released when dropped.
 enum Held {
     /// In the database (see `MetadataStore::collector_lock`).
-    Database(#[allow(dead_code)] HeldLock),
+    Database(HeldLock),
     /// In the registry directory's lock files (the intent file is only passed through by a
     /// registration, so it holds just the lock file).
     Files(#[allow(dead_code)] Vec<File>),

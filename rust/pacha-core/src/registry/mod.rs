@@ -456,7 +456,7 @@ impl Registry {
             edge.relation.check_params(&edge.params)?;
         }
         let written = Mutex::new(Vec::new());
-        let result = self.store_and_record(request, name, run_id, progress, &written);
+        let result = self.store_and_record(request, name, run_id, progress, &written, &_guard);
         if result.is_err() {
             // Leave the store as it was: what this registration wrote is referenced by
             // nothing (unless another registration has used it meanwhile).
@@ -519,6 +519,7 @@ impl Registry {
         run_id: Option<String>,
         progress: &Progress,
         written: &Mutex<Vec<Digest>>,
+        guard: &gc::RegistrationGuard,
     ) -> Result<Registered> {
         let Stored {
             digest,
@@ -529,6 +530,7 @@ impl Registry {
             skipped,
             mode,
         } = self.store_source(&request.source, request.walk, progress, written)?;
+        guard.check()?;
         let record = self.meta.insert_version(&NewVersion {
             kind: request.kind,
             name,
@@ -683,8 +685,9 @@ impl Registry {
         progress: &Progress,
     ) -> Result<crate::store::PutOutcome> {
         let run = self.meta.resolve_run(run)?;
-        let _guard = self.registration_guard()?;
+        let guard = self.registration_guard()?;
         let stored = self.store.put_file(source, progress)?;
+        guard.check()?;
         self.meta
             .add_run_artifact(&run.id, name, &stored.digest, stored.size)?;
         Ok(stored)

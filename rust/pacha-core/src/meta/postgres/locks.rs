@@ -14,7 +14,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{pg_error, PostgresMetaStore, Session};
-use crate::Result;
+use std::path::PathBuf;
+
+use crate::{CoreError, Result};
 
 /// The advisory lock's key: "pacha_gc".
 const GC_LOCK: i64 = 0x7061_6368_615f_6763;
@@ -37,11 +39,62 @@ struct HoldSlot {
 pub(super) struct SharedGuard {
     hold: Arc<SharedHold>,
     shown: String,
+    config: tokio_postgres::Config,
 }
 
 /// Held while the collector marks and sweeps; the lock goes with its connection.
 pub(super) struct ExclusiveGuard {
     session: Option<Session>,
+}
+
+impl crate::meta::CollectorLock for SharedGuard {
+    fn lost(&self) -> Option<CoreError> {
+        let slot = self
+            .hold
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !slot.session.as_ref().is_none_or(connection_gone) {
+            return None;
+        }
+        drop(slot);
+        // The server down is the better message; else the lock is what was lost.
+        Some(match Session::open(&self.config, &self.shown) {
+            Err(unreachable) => unreachable,
+            Ok(session) => {
+                session.close();
+                CoreError::Database {
+                    path: PathBuf::from(&self.shown),
+                    message: "the connection that held the collector's lock broke during \
+                              the registration; nothing was recorded — run it again"
+                        .into(),
+                }
+            }
+        })
+    }
+}
+
+impl crate::meta::CollectorLock for ExclusiveGuard {
+    fn lost(&self) -> Option<CoreError> {
+        // The collector's own hold: what it writes only removes what nothing references.
+        None
+    }
+}
+
+/// Whether the connection holding a lock has ended. Its runtime runs only while a call
+/// waits on it, so it is given a few turns first: the connection task then reads what
+/// the server sent meanwhile (a termination, an end of stream) and closes the client. No
+/// round trip: this costs a registration nothing.
+fn connection_gone(session: &Session) -> bool {
+    if session.broken {
+        return true;
+    }
+    session.runtime.block_on(async {
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+    });
+    session.client.is_closed()
 }
 
 impl Drop for ExclusiveGuard {
@@ -152,6 +205,7 @@ impl PostgresMetaStore {
         Ok(SharedGuard {
             hold: Arc::clone(&self.hold),
             shown: self.shown.clone(),
+            config: self.config.clone(),
         })
     }
 
