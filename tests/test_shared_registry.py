@@ -881,6 +881,53 @@ def test_damage_verify_found_is_healed_by_another_process_storing_the_bytes(pair
     assert pair.psql("SELECT count(*) FROM objects WHERE damaged_at IS NOT NULL") == "0"
 
 
+def test_damage_is_healed_across_loose_and_packed_copies(pair: Pair) -> None:
+    """A damaged loose object healed by a directory that packs the same bytes, and a
+    damaged packed member healed by registering the same bytes as one file: afterwards every
+    read finds the whole copy (the damaged one is removed or no longer named)."""
+    loose_bytes, packed_bytes = b"loose then packed " * 50, b"packed then loose " * 50
+    single = blob(pair.tmp, "single.bin", loose_bytes)
+    tree = pair.tmp / "src" / "t"
+    tree.mkdir(parents=True)
+    (tree / "a.txt").write_bytes(packed_bytes)
+    (tree / "b.txt").write_bytes(b"another small file " * 30)
+    single_digest = pair.ok("model", "register", "single", str(single), "-v", "1.0.0", "--json")[
+        "digest"
+    ]
+    pair.ok("data", "register", "t", str(tree), "-v", "1.0.0")
+    member = blake3(packed_bytes).hexdigest()
+    pack, offset = pair.psql(
+        f"SELECT pack || ' ' || \"offset\" FROM packed_objects WHERE digest = '{member}'"
+    ).split()
+    client = pair.client
+
+    def change(key: str, how: Any) -> None:
+        data = client.get_object(Bucket=pair.bucket, Key=key)["Body"].read()
+        client.put_object(Bucket=pair.bucket, Key=key, Body=how(data))
+
+    change(pair.object_key(single_digest), lambda d: bytes(b ^ 1 for b in d))
+    at = int(offset)
+    change(f"{pair.prefix}/packs/{pack}", lambda d: d[:at] + bytes([d[at] ^ 1]) + d[at + 1 :])
+    assert pair.pacha("verify").returncode == 1
+
+    # The loose object's bytes come back inside a directory (packed); the packed member's
+    # bytes come back as a single file (loose).
+    healer = pair.tmp / "src" / "healer"
+    healer.mkdir()
+    (healer / "same.bin").write_bytes(loose_bytes)
+    pair.ok("data", "register", "healer", str(healer), "-v", "1.0.0")
+    pair.ok(
+        "model", "register", "alone", str(blob(pair.tmp, "alone.bin", packed_bytes)), "-v", "1.0.0"
+    )
+    report = pair.pacha("verify", "--json")
+    assert report.returncode == 0, report.output
+    out = pair.tmp / "out"
+    pair.ok("model", "download", "single:1.0.0", "-o", str(out / "single.bin"))
+    assert (out / "single.bin").read_bytes() == loose_bytes
+    pair.ok("data", "download", "t:1.0.0", "-o", str(out / "t"))
+    assert (out / "t" / "a.txt").read_bytes() == packed_bytes
+
+
 # ---- 5. faults: servers that stop, a registration that is killed ------------------------
 
 

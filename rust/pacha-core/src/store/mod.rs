@@ -234,8 +234,15 @@ pub trait PackIndex: Send + Sync + fmt::Debug {
     fn locate(&self, digests: &[Digest]) -> Result<Vec<(Digest, PackedAt)>>;
 
     /// Record a pack object, uploaded already, and its members (one transaction). A member
-    /// packed already elsewhere keeps its place.
-    fn record_pack(&self, pack: &Digest, size: u64, members: &[(Digest, u64, u64)]) -> Result<()>;
+    /// packed already elsewhere keeps its place, unless it was marked damaged: it moves here.
+    /// Returns the members that were marked damaged (whole again now: a loose copy of one
+    /// is the damaged copy, which the caller deletes).
+    fn record_pack(
+        &self,
+        pack: &Digest,
+        size: u64,
+        members: &[(Digest, u64, u64)],
+    ) -> Result<Vec<Digest>>;
 
     /// Every packed object.
     fn packed(&self) -> Result<Vec<(Digest, PackedAt)>>;
@@ -256,7 +263,8 @@ pub trait PackIndex: Send + Sync + fmt::Debug {
     /// still finds the damaged bytes, and says so.
     fn mark_damaged(&self, digests: &[Digest]) -> Result<()>;
 
-    /// `digests` were stored again, whole: known again.
+    /// `digests` were stored again, whole, under keys of their own: known again, and any
+    /// pack place of theirs (the damaged copy) forgotten.
     fn mark_repaired(&self, digests: &[Digest]) -> Result<()>;
 
     /// A multipart upload to `key` started with the bucket's id `upload`: recorded, so that

@@ -661,13 +661,10 @@ impl S3Store {
             }
         };
         if replace {
-            self.damaged
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&digest);
             if let Some(index) = &self.index {
                 index.mark_repaired(std::slice::from_ref(&digest))?;
             }
+            self.forget_damaged(std::slice::from_ref(&digest));
         }
         Ok(PutOutcome {
             digest,
@@ -691,6 +688,17 @@ impl S3Store {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(digest);
+        }
+    }
+
+    /// `digests` were stored again whole: no longer damaged, and no longer where a damaged
+    /// copy was.
+    fn forget_damaged(&self, digests: &[Digest]) {
+        let mut damaged = self.damaged.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut located = self.located.lock().unwrap_or_else(PoisonError::into_inner);
+        for digest in digests {
+            damaged.remove(digest);
+            located.remove(digest);
         }
     }
 

@@ -74,7 +74,12 @@ impl PackIndex for PostgresMetaStore {
         })
     }
 
-    fn record_pack(&self, pack: &Digest, size: u64, members: &[(Digest, u64, u64)]) -> Result<()> {
+    fn record_pack(
+        &self,
+        pack: &Digest,
+        size: u64,
+        members: &[(Digest, u64, u64)],
+    ) -> Result<Vec<Digest>> {
         let pack = pack.to_hex();
         let pack_size = to_i64(size)?;
         let mut digests = Vec::with_capacity(members.len());
@@ -112,11 +117,15 @@ impl PackIndex for PostgresMetaStore {
                 &[&pack, &digests, &offsets, &sizes],
             )?;
             // Members found damaged before are whole again.
-            tx.execute(
+            let repaired = tx.query(
                 "UPDATE objects SET damaged_at = NULL \
-                 WHERE digest = ANY($1) AND damaged_at IS NOT NULL",
+                 WHERE digest = ANY($1) AND damaged_at IS NOT NULL RETURNING digest",
                 &[&digests],
             )?;
+            let repaired = repaired
+                .iter()
+                .map(|row| tx.digest(row, 0))
+                .collect::<Result<Vec<Digest>>>()?;
             if !moved.is_empty() {
                 tx.execute(
                     "DELETE FROM packs k WHERE k.digest = ANY($1) AND NOT EXISTS \
@@ -124,7 +133,7 @@ impl PackIndex for PostgresMetaStore {
                     &[&moved],
                 )?;
             }
-            Ok(())
+            Ok(repaired)
         })
     }
 
@@ -144,23 +153,7 @@ impl PackIndex for PostgresMetaStore {
 
     fn forget_packed(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         let wanted = hexes(digests);
-        self.write(|tx| {
-            let touched = tx.query(
-                "DELETE FROM packed_objects WHERE digest = ANY($1) RETURNING pack",
-                &[&wanted],
-            )?;
-            let touched: HashSet<String> = touched
-                .iter()
-                .map(|row| tx.get::<String>(row, 0))
-                .collect::<Result<_>>()?;
-            let touched: Vec<String> = touched.into_iter().collect();
-            let emptied = tx.query(
-                "DELETE FROM packs k WHERE k.digest = ANY($1) AND NOT EXISTS \
-             (SELECT 1 FROM packed_objects p WHERE p.pack = k.digest) RETURNING k.digest",
-                &[&touched],
-            )?;
-            emptied.iter().map(|row| tx.digest(row, 0)).collect()
-        })
+        self.write(|tx| forget_places(tx, &wanted))
     }
 
     fn recorded(&self, digest: &Digest) -> Result<Recorded> {
@@ -241,8 +234,30 @@ impl PackIndex for PostgresMetaStore {
                 "UPDATE objects SET damaged_at = NULL \
                  WHERE digest = ANY($1) AND damaged_at IS NOT NULL",
                 &[&wanted],
-            )
-            .map(drop)
+            )?;
+            // A pack place would still be read first; a pack left with no member loses its
+            // row (its bytes are then swept by gc as an unrecorded pack).
+            forget_places(tx, &wanted).map(drop)
         })
     }
+}
+
+/// Remove the pack places of `wanted`; returns the packs left with no member, whose rows
+/// are removed too.
+fn forget_places(tx: &mut PgTx<'_>, wanted: &[String]) -> Result<Vec<Digest>> {
+    let touched = tx.query(
+        "DELETE FROM packed_objects WHERE digest = ANY($1) RETURNING pack",
+        &[&wanted],
+    )?;
+    let touched: HashSet<String> = touched
+        .iter()
+        .map(|row| tx.get::<String>(row, 0))
+        .collect::<Result<_>>()?;
+    let touched: Vec<String> = touched.into_iter().collect();
+    let emptied = tx.query(
+        "DELETE FROM packs k WHERE k.digest = ANY($1) AND NOT EXISTS \
+         (SELECT 1 FROM packed_objects p WHERE p.pack = k.digest) RETURNING k.digest",
+        &[&touched],
+    )?;
+    emptied.iter().map(|row| tx.digest(row, 0)).collect()
 }

@@ -241,25 +241,24 @@ impl S3Store {
         let pack = hash::hash_slice(&body);
         let size = body.len() as u64;
         let key = self.pack_key(&pack);
-        let options = object_store::PutOptions {
-            mode: object_store::PutMode::Create,
-            ..object_store::PutOptions::default()
-        };
+        // Unconditional: a pack's key is its bytes' address, so writing over one only ever
+        // puts the same bytes there, and a pack found damaged (a member marked so is being
+        // stored again) must be replaced, not kept. The body travels either way.
         let blobs = self.blobs()?;
-        let put = self.request(blobs.put_opts(
+        self.block_on(blobs.put(
             &key,
             object_store::PutPayload::from_bytes(Bytes::from(body)),
-            options,
         ))?;
-        match put {
-            Ok(_)
-            | Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) => {}
-            Err(e) => return Err(backend_error(&self.location.uri(), &e)),
+        let repaired = index.record_pack(&pack, size, &members)?;
+        for digest in &repaired {
+            // A loose copy of a member that was damaged is the damaged copy (a loose key is
+            // read before the index): gone, the member is read from this pack.
+            match self.request(blobs.delete(&self.key(digest)))? {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(backend_error(&self.location.uri(), &e)),
+            }
         }
-        index.record_pack(&pack, size, &members)?;
+        self.forget_damaged(&repaired);
         let placed: HashMap<Digest, PackedAt> = members
             .iter()
             .map(|&(digest, offset, size)| {
