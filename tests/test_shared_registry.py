@@ -1042,6 +1042,47 @@ def test_a_registration_whose_lock_connection_broke_records_nothing(
 
 
 @pytest.mark.fault
+@pytest.mark.slow
+def test_a_broken_lock_connection_fails_only_the_registrations_it_held(
+    api_env: Pair, big_file: Path
+) -> None:
+    """In one process, a registration is uploading when its lock connection is cut; one
+    started afterwards takes the lock anew on a new connection and succeeds, while the
+    first refuses to commit."""
+    reg = api_env.open()
+    outcome: dict[str, Any] = {}
+
+    def big() -> None:
+        try:
+            reg.register_model("big", big_file, "1.0.0")
+            outcome["big"] = "registered"
+        except pacha.PachaError as e:
+            outcome["big"] = e
+
+    worker = threading.Thread(target=big)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not api_env.uploads():
+        assert worker.is_alive() and time.monotonic() < deadline, "no upload seen"
+        time.sleep(0.02)
+    cut = api_env.psql(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
+        "WHERE locktype = 'advisory' AND granted"
+    )
+    assert cut == "1"
+    # pg_terminate_backend only signals: wait until the lock is really gone.
+    while api_env.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") != "0":
+        assert time.monotonic() < deadline + 30, "the cut connection kept its lock"
+        time.sleep(0.02)
+    small = reg.register_model("small", blob(api_env.tmp, "small.bin", b"after the cut"), "1.0.0")
+    assert small.version == "1.0.0"
+    worker.join(timeout=120)
+    assert isinstance(outcome["big"], pacha.DatabaseError), outcome
+    assert "collector's lock broke" in str(outcome["big"])
+    assert [v.split()[0] for v in api_env.versions()] == ["model/small:1.0.0"]
+
+
+@pytest.mark.fault
 def test_gc_aborts_the_multipart_upload_a_killed_registration_left(
     pair: Pair, big_file: Path
 ) -> None:

@@ -33,6 +33,9 @@ struct HoldSlot {
     /// Registrations holding the lock through this session.
     holders: usize,
     pid: u32,
+    /// Counts the sessions that held the lock: a guard of an earlier one knows its lock
+    /// went with its connection, even after a new session holds it again for others.
+    generation: u64,
 }
 
 /// Held while a registration may write objects that nothing references yet.
@@ -40,6 +43,7 @@ pub(super) struct SharedGuard {
     hold: Arc<SharedHold>,
     shown: String,
     config: tokio_postgres::Config,
+    generation: u64,
 }
 
 /// Held while the collector marks and sweeps; the lock goes with its connection.
@@ -54,7 +58,8 @@ impl crate::meta::CollectorLock for SharedGuard {
             .slot
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if !slot.session.as_ref().is_none_or(connection_gone) {
+        let same = slot.generation == self.generation && slot.pid == std::process::id();
+        if same && !slot.session.as_ref().is_none_or(connection_gone) {
             return None;
         }
         drop(slot);
@@ -112,7 +117,8 @@ impl Drop for SharedGuard {
             .slot
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if slot.pid != std::process::id() {
+        if slot.pid != std::process::id() || slot.generation != self.generation {
+            // Another process's, or an earlier session's: that lock is gone already.
             return;
         }
         slot.holders = slot.holders.saturating_sub(1);
@@ -184,6 +190,15 @@ impl PostgresMetaStore {
             slot.holders = 0;
             slot.pid = pid;
         }
+        if slot.holders > 0 && slot.session.as_ref().is_none_or(connection_gone) {
+            // The connection broke under registrations still running: they will find their
+            // lock lost (see `lost`); this one takes the lock anew on a new connection.
+            if let Some(broken) = slot.session.take() {
+                broken.close();
+            }
+            slot.holders = 0;
+            slot.generation += 1;
+        }
         if slot.holders == 0 {
             let session = match slot.session.take() {
                 Some(session) if !session.broken && !session.client.is_closed() => session,
@@ -206,6 +221,7 @@ impl PostgresMetaStore {
             hold: Arc::clone(&self.hold),
             shown: self.shown.clone(),
             config: self.config.clone(),
+            generation: slot.generation,
         })
     }
 
