@@ -168,6 +168,21 @@ class Pair:
     def object_key(self, digest: str) -> str:
         return f"{self.prefix}/objects/{digest[:2]}/{digest}"
 
+    def rewrite(self, key: str, how: Any) -> None:
+        """Replace the bytes under `key` by `how(bytes)`, behind pacha's back."""
+        data = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=how(data))
+
+    def flip_packed_byte(self, digest: str) -> None:
+        """Flip the first byte of a packed object inside its pack."""
+        pack, offset = self.psql(
+            f"SELECT pack || ' ' || \"offset\" FROM packed_objects WHERE digest = '{digest}'"
+        ).split()
+        at = int(offset)
+        self.rewrite(
+            f"{self.prefix}/packs/{pack}", lambda d: d[:at] + bytes([d[at] ^ 1]) + d[at + 1 :]
+        )
+
     def uploads(self) -> list[dict[str, Any]]:
         """Multipart uploads in progress (or abandoned) under the prefix."""
         answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self.prefix + "/")
@@ -841,21 +856,10 @@ def test_damage_verify_found_is_healed_by_another_process_storing_the_bytes(pair
         registered = pair.ok(kind, "register", name, str(source), "-v", "1.0.0", "--json")
         digests[name] = registered["digest"]
     member = blake3((tree / "part-3.txt").read_bytes()).hexdigest()
-    pack, offset = pair.psql(
-        f"SELECT pack || ' ' || \"offset\" FROM packed_objects WHERE digest = '{member}'"
-    ).split()
-
-    client = pair.client
-
-    def change(key: str, how: Any) -> None:
-        data = client.get_object(Bucket=pair.bucket, Key=key)["Body"].read()
-        client.put_object(Bucket=pair.bucket, Key=key, Body=how(data))
-
-    change(pair.object_key(digests["forged"]), lambda d: bytes(b ^ 0x5A for b in d))
-    client.delete_object(Bucket=pair.bucket, Key=pair.object_key(digests["gone"]))
-    change(pair.object_key(digests["large"]), lambda d: d[:-1] + bytes([d[-1] ^ 1]))
-    at = int(offset)
-    change(f"{pair.prefix}/packs/{pack}", lambda d: d[:at] + bytes([d[at] ^ 1]) + d[at + 1 :])
+    pair.rewrite(pair.object_key(digests["forged"]), lambda d: bytes(b ^ 0x5A for b in d))
+    pair.client.delete_object(Bucket=pair.bucket, Key=pair.object_key(digests["gone"]))
+    pair.rewrite(pair.object_key(digests["large"]), lambda d: d[:-1] + bytes([d[-1] ^ 1]))
+    pair.flip_packed_byte(member)
 
     report = pair.pacha("verify", "--json")
     assert report.returncode == 1, report.output
@@ -895,19 +899,8 @@ def test_damage_is_healed_across_loose_and_packed_copies(pair: Pair) -> None:
         "digest"
     ]
     pair.ok("data", "register", "t", str(tree), "-v", "1.0.0")
-    member = blake3(packed_bytes).hexdigest()
-    pack, offset = pair.psql(
-        f"SELECT pack || ' ' || \"offset\" FROM packed_objects WHERE digest = '{member}'"
-    ).split()
-    client = pair.client
-
-    def change(key: str, how: Any) -> None:
-        data = client.get_object(Bucket=pair.bucket, Key=key)["Body"].read()
-        client.put_object(Bucket=pair.bucket, Key=key, Body=how(data))
-
-    change(pair.object_key(single_digest), lambda d: bytes(b ^ 1 for b in d))
-    at = int(offset)
-    change(f"{pair.prefix}/packs/{pack}", lambda d: d[:at] + bytes([d[at] ^ 1]) + d[at + 1 :])
+    pair.rewrite(pair.object_key(single_digest), lambda d: bytes(b ^ 1 for b in d))
+    pair.flip_packed_byte(blake3(packed_bytes).hexdigest())
     assert pair.pacha("verify").returncode == 1
 
     # The loose object's bytes come back inside a directory (packed); the packed member's
