@@ -362,8 +362,15 @@ def test_cli_walkthrough_on_the_shared_pair(api_env: Pair) -> None:
     pair.ok("model", "delete", "bert:1.1.0")
     one_error_line(pair.pacha("model", "get", "bert:1.1.0"), "bert:1.1.0")
     dry = pair.ok("gc", "--grace", "0", "--dry-run", "--json")
-    assert dry["objects_removed"] == 1 and pair.bucket_keys() == before
-    assert pair.ok("gc", "--json")["objects_removed"] == 0, "the default grace spares it"
+    assert (dry["objects_removed"], dry["objects_marked"]) == (0, 1)
+    assert pair.bucket_keys() == before
+    assert pair.ok("gc", "--json")["objects_marked"] == 0, "the default grace spares it"
+    # Two phases: the first run marks, a later run removes what is still unreferenced.
+    marking = pair.pacha("gc", "--grace", "0")
+    assert marking.returncode == 0 and "marked 1 unreferenced object(s)" in marking.stdout
+    assert pair.bucket_keys() == before
+    dry = pair.ok("gc", "--grace", "0", "--dry-run", "--json")
+    assert (dry["objects_removed"], dry["objects_marked"]) == (1, 0)
     gc = pair.ok("gc", "--grace", "0", "--json")
     assert (gc["objects_removed"], gc["bytes_freed"]) == (1, len(doomed.read_bytes()))
     assert pair.bucket_keys() == [k for k in before if k != pair.object_key(doomed_digest)]
@@ -1073,6 +1080,35 @@ def test_a_broken_lock_connection_fails_only_the_registrations_it_held(
     assert isinstance(outcome["big"], pacha.DatabaseError), outcome
     assert "collector's lock broke" in str(outcome["big"])
     assert [v.split()[0] for v in api_env.versions()] == ["model/small:1.0.0"]
+
+
+def test_gc_removes_only_what_a_later_run_finds_still_unreferenced(pair: Pair) -> None:
+    """Two-phase collection on the shared pair: a run marks what it finds unreferenced, a
+    later run removes it only if nothing referenced it in between; a version registered in
+    between with the same bytes saves them and takes the mark away."""
+    weights = blob(pair.tmp, "w.bin", b"bytes a deleted version and a later one share")
+    digest = pair.ok("model", "register", "m", str(weights), "-v", "1.0.0", "--json")["digest"]
+    key = pair.object_key(digest)
+    pair.ok("model", "delete", "m:1.0.0")
+    first = pair.ok("gc", "--grace", "0", "--json")
+    assert (first["objects_removed"], first["objects_marked"]) == (0, 1)
+    assert pair.psql("SELECT count(*) FROM gc_marks") == "1"
+    # Referenced again before the next run: kept, and the mark is gone with the commit.
+    pair.ok("model", "register", "m", str(weights), "-v", "1.1.0")
+    assert pair.psql("SELECT count(*) FROM gc_marks") == "0"
+    second = pair.ok("gc", "--grace", "0", "--json")
+    assert (second["objects_removed"], second["objects_kept"]) == (0, 1)
+    assert key in pair.bucket_keys()
+    # Unreferenced again, it starts over: marked by one run, removed by the next.
+    pair.ok("model", "delete", "m:1.1.0")
+    third = pair.ok("gc", "--grace", "0", "--json")
+    assert (third["objects_removed"], third["objects_marked"]) == (0, 1)
+    assert key in pair.bucket_keys()
+    fourth = pair.ok("gc", "--grace", "0", "--json")
+    assert (fourth["objects_removed"], fourth["objects_marked"]) == (1, 0)
+    assert key not in pair.bucket_keys()
+    assert pair.psql("SELECT count(*) FROM gc_marks") == "0"
+    assert pair.ok("verify", "--json")["ok"] is True
 
 
 @pytest.mark.fault

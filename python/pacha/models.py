@@ -373,4 +373,9 @@ class GcResult(BaseModel):
         description="Unreferenced objects spared because they are younger than the grace period."
     )
     objects_kept: int = Field(description="Objects still referenced.")
+    objects_marked: int = Field(
+        default=0,
+        description="Unreferenced objects this run marked (a shared registry collects in two "
+        "phases): a later run removes those still unreferenced then.",
+    )
     dry_run: bool

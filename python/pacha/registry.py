@@ -904,10 +904,14 @@ class Registry:
         """Remove objects that no version, run artifact or tree references, and temporary
         files of interrupted writes, once older than ``grace`` seconds (default one day, as
         git spares recent unreachable objects). Safe while other processes register: they
-        wait for the sweep, and it waits for registrations in flight."""
+        wait for the sweep, and it waits for registrations in flight. A shared registry
+        (PostgreSQL + S3) collects in two phases: a run marks what it found unreferenced, and
+        a later run removes what is still unreferenced then (``objects_marked``)."""
         from pacha.models import GcResult
 
-        removed, freed, temps, temp_bytes, young, kept = self._core.gc(float(grace), dry_run)
+        removed, freed, temps, temp_bytes, young, kept, marked = self._core.gc(
+            float(grace), dry_run
+        )
         return GcResult(
             objects_removed=removed,
             bytes_freed=freed,
@@ -915,6 +919,7 @@ class Registry:
             temp_bytes_freed=temp_bytes,
             young_objects_kept=young,
             objects_kept=kept,
+            objects_marked=marked,
             dry_run=dry_run,
         )
 

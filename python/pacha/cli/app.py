@@ -296,7 +296,8 @@ def gc(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Remove objects no version, run artifact or tree references (deleted versions' bytes),
-    and temp files of interrupted writes. Safe while other processes register."""
+    and temp files of interrupted writes. Safe while other processes register. A shared
+    registry (PostgreSQL + S3) collects in two phases: a run marks, a later run removes."""
     from pacha.cli.options import open_registry
     from pacha.cli.output import human_size, print_json
 
@@ -315,6 +316,12 @@ def gc(
             else ""
         )
     )
+    if result.objects_marked:
+        typer.echo(
+            f"{'would mark' if dry_run else 'marked'} {result.objects_marked} unreferenced "
+            "object(s): a shared registry collects in two phases, so a later `pacha gc` "
+            "removes those still unreferenced then"
+        )
 
 
 @app.command("repair")

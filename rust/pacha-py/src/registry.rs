@@ -837,7 +837,7 @@ impl Registry {
         py: Python<'_>,
         grace_seconds: f64,
         dry_run: bool,
-    ) -> PyResult<(u64, u64, u64, u64, u64, u64)> {
+    ) -> PyResult<(u64, u64, u64, u64, u64, u64, u64)> {
         let grace = std::time::Duration::try_from_secs_f64(grace_seconds).map_err(|_| {
             crate::errors::InvalidInputError::new_err(format!(
                 "invalid grace period {grace_seconds}: give a number of seconds ≥ 0"
@@ -851,6 +851,7 @@ impl Registry {
                 r.temp_bytes_freed,
                 r.young_objects_kept,
                 r.objects_kept,
+                r.objects_marked,
             )
         })
     }

@@ -56,6 +56,7 @@ macro_rules! suite {
             runs_log_finish_and_best,
             run_reads_agree,
             deleting_a_version_and_forgetting_its_objects,
+            collection_marks_ripen_in_a_later_run_unless_referenced_again,
             nul_characters_are_treated_alike,
             a_registration_returns_the_record_a_read_returns,
         );
@@ -650,6 +651,62 @@ pub(crate) fn run_reads_agree(fixture: &Fixture) {
 
 /// Deleting versions: labels go, objects stay until forgotten, and only unreferenced
 /// objects are forgotten; version contents and object users follow.
+/// A shared store collects in two phases: what one run marks, only a later run may remove,
+/// and a commit referencing a marked object takes its mark away. A store one machine uses
+/// collects in one phase (`None`).
+pub(crate) fn collection_marks_ripen_in_a_later_run_unless_referenced_again(fixture: &Fixture) {
+    let store = &*fixture.store;
+    let (one, two, three) = (digest(1), digest(2), digest(3));
+    let Some(first) = store.mark_for_collection(&[one, two], false).expect("mark") else {
+        assert_eq!(store.mark_for_collection(&[one], true).expect("dry"), None);
+        return;
+    };
+    assert!(first.is_empty(), "nothing was marked before: {first:?}");
+    // A dry run reports what is ripe and marks nothing.
+    assert_eq!(
+        store
+            .mark_for_collection(&[one, two, three], true)
+            .expect("dry"),
+        Some(if one < two {
+            vec![one, two]
+        } else {
+            vec![two, one]
+        })
+    );
+    // digest(1) is referenced again before the next run.
+    store.insert_version(&new("a", "1.0.0")).expect("a");
+    let second = store
+        .mark_for_collection(&[two, three], false)
+        .expect("mark")
+        .expect("two-phase");
+    assert_eq!(second, vec![two], "digest(3) was first marked by this run");
+    // Unreferenced again, digest(1) starts over: marked now, ripe only in a later run.
+    store
+        .delete_version(Kind::Model, &reference("a:1.0.0"), false)
+        .expect("delete");
+    let third = store
+        .mark_for_collection(&[one, three], false)
+        .expect("mark")
+        .expect("two-phase");
+    assert_eq!(third, vec![three]);
+    // A candidate dropped from a run (referenced, or gone) loses its mark.
+    let fourth = store
+        .mark_for_collection(&[three], false)
+        .expect("mark")
+        .expect("two-phase");
+    assert_eq!(fourth, vec![three]);
+    assert_eq!(
+        store.mark_for_collection(&[one, three], true).expect("dry"),
+        Some(vec![three])
+    );
+    // Removing an object forgets its mark.
+    assert_eq!(store.forget_objects(&[three]).expect("forget"), vec![three]);
+    assert_eq!(
+        store.mark_for_collection(&[three], true).expect("dry"),
+        Some(vec![])
+    );
+}
+
 pub(crate) fn deleting_a_version_and_forgetting_its_objects(fixture: &Fixture) {
     let store = &*fixture.store;
     let mut a = new("a", "1.0.0");
@@ -702,10 +759,13 @@ pub(crate) fn deleting_a_version_and_forgetting_its_objects(fixture: &Fixture) {
         Err(CoreError::NotFound { .. })
     ));
     assert_eq!(store.stats().expect("stats").objects, 2);
-    store
-        .forget_objects(&[digest(1), digest(2)])
-        .expect("forget");
-    // digest(2) is still needed by b.
+    // digest(2) is still needed by b: only digest(1) may go.
+    assert_eq!(
+        store
+            .forget_objects(&[digest(1), digest(2)])
+            .expect("forget"),
+        vec![digest(1)]
+    );
     assert_eq!(store.stats().expect("stats").objects, 1);
     assert_eq!(
         store.referenced_objects().expect("referenced"),

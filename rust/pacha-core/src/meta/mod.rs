@@ -369,9 +369,25 @@ pub trait MetadataStore: Send + Sync + fmt::Debug {
     /// Every object a version or a run artifact references.
     fn referenced_objects(&self) -> Result<Vec<Digest>>;
 
-    /// Drop the bookkeeping rows of objects garbage collection removed (those still
-    /// unreferenced).
-    fn forget_objects(&self, digests: &[Digest]) -> Result<()>;
+    /// Drop the bookkeeping rows of those of `digests` that are still unreferenced, in one
+    /// transaction, and return those: the objects whose bytes garbage collection may now
+    /// remove (one referenced meanwhile is left alone).
+    fn forget_objects(&self, digests: &[Digest]) -> Result<Vec<Digest>>;
+
+    /// Two-phase collection, for a store several machines share: record `candidates` (the
+    /// objects this garbage collection found unreferenced and older than its grace period)
+    /// as marked, clear the marks of objects no longer among them, and return those
+    /// candidates an earlier run had already marked: the only ones this run may remove. A
+    /// dry run changes nothing. `None` for a store one machine uses, whose collector's lock
+    /// (a file lock the kernel releases only with its holder) makes one phase enough.
+    fn mark_for_collection(
+        &self,
+        candidates: &[Digest],
+        dry_run: bool,
+    ) -> Result<Option<Vec<Digest>>> {
+        let _ = (candidates, dry_run);
+        Ok(None)
+    }
 
     /// Delete a version: its aliases, tags and history go, its lineage node stays as a
     /// tombstone, its objects are left for garbage collection. A production version needs

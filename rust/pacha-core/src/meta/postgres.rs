@@ -965,19 +965,59 @@ impl MetadataStore for PostgresMetaStore {
         })
     }
 
-    fn forget_objects(&self, digests: &[Digest]) -> Result<()> {
+    fn forget_objects(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         if digests.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let list: Vec<String> = digests.iter().map(Digest::to_hex).collect();
+        // SERIALIZABLE (`write`): a registration committing a reference to one of these
+        // meanwhile makes one of the two transactions fail and run again, seeing the other.
         self.write(|tx| {
-            tx.execute(
-                "DELETE FROM objects WHERE digest = ANY($1) \
-                 AND NOT EXISTS (SELECT 1 FROM version_objects v WHERE v.digest = objects.digest) \
-                 AND NOT EXISTS (SELECT 1 FROM run_artifacts r WHERE r.digest = objects.digest)",
+            let rows = tx.query(
+                "SELECT d FROM unnest($1::text[]) AS t(d) WHERE \
+                 NOT EXISTS (SELECT 1 FROM version_objects v WHERE v.digest = d) \
+                 AND NOT EXISTS (SELECT 1 FROM run_artifacts r WHERE r.digest = d)",
                 &[&list],
-            )
-            .map(drop)
+            )?;
+            let unreferenced: Vec<Digest> = rows
+                .iter()
+                .map(|row| tx.digest(row, 0))
+                .collect::<Result<_>>()?;
+            let hex: Vec<String> = unreferenced.iter().map(Digest::to_hex).collect();
+            tx.execute("DELETE FROM objects WHERE digest = ANY($1)", &[&hex])?;
+            tx.execute("DELETE FROM gc_marks WHERE digest = ANY($1)", &[&hex])?;
+            Ok(unreferenced)
+        })
+    }
+
+    fn mark_for_collection(
+        &self,
+        candidates: &[Digest],
+        dry_run: bool,
+    ) -> Result<Option<Vec<Digest>>> {
+        let list: Vec<String> = candidates.iter().map(Digest::to_hex).collect();
+        // `now()` is the transaction's start: a mark made here is never older than it, so
+        // only an earlier run's marks come back.
+        let ripe = "SELECT digest FROM gc_marks WHERE digest = ANY($1) AND marked_at < now() ORDER BY digest";
+        let marked = |tx: &mut PgTx<'_>| -> Result<Vec<Digest>> {
+            let rows = tx.query(ripe, &[&list])?;
+            rows.iter().map(|row| tx.digest(row, 0)).collect()
+        };
+        if dry_run {
+            return self.read(marked).map(Some);
+        }
+        self.write(|tx| {
+            let ripe = marked(tx)?;
+            tx.execute(
+                "DELETE FROM gc_marks WHERE NOT (digest = ANY($1))",
+                &[&list],
+            )?;
+            tx.execute(
+                "INSERT INTO gc_marks (digest) SELECT unnest($1::text[]) \
+                 ON CONFLICT (digest) DO NOTHING",
+                &[&list],
+            )?;
+            Ok(Some(ripe))
         })
     }
 

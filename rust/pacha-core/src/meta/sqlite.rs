@@ -1005,13 +1005,24 @@ impl MetadataStore for SqliteMetaStore {
         })
     }
 
-    fn forget_objects(&self, digests: &[Digest]) -> Result<()> {
+    fn forget_objects(&self, digests: &[Digest]) -> Result<Vec<Digest>> {
         if digests.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let list = serde_json::Value::from(digests.iter().map(Digest::to_hex).collect::<Vec<_>>())
             .to_string();
         self.write_freeing(|tx| {
+            let referenced: std::collections::HashSet<String> = tx
+                .prepare(
+                    "SELECT value FROM json_each(?1) WHERE \
+                     EXISTS (SELECT 1 FROM version_objects v WHERE v.digest = value) \
+                     OR EXISTS (SELECT 1 FROM run_artifacts r WHERE r.digest = value)",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map([&list], |row| row.get::<_, String>(0))?
+                        .collect::<rusqlite::Result<_>>()
+                })
+                .map_err(|e| self.err(e))?;
             tx.execute(
                 "DELETE FROM objects WHERE digest IN (SELECT value FROM json_each(?1)) \
                  AND NOT EXISTS (SELECT 1 FROM version_objects v WHERE v.digest = objects.digest) \
@@ -1019,7 +1030,11 @@ impl MetadataStore for SqliteMetaStore {
                 [&list],
             )
             .map_err(|e| self.err(e))?;
-            Ok(())
+            Ok(digests
+                .iter()
+                .filter(|d| !referenced.contains(&d.to_hex()))
+                .copied()
+                .collect())
         })
     }
 

@@ -12,6 +12,15 @@
 //!
 //! Objects written without metadata (`pacha store add`) and temporary files are swept only
 //! once older than a grace period, as git prunes only old unreachable objects.
+//!
+//! A shared registry collects in two phases (`MetadataStore::mark_for_collection`): a run
+//! marks the unreferenced objects older than the grace period, and only a later run deletes
+//! those it finds marked and still unreferenced; a commit that references a marked object
+//! removes its mark. A database lock goes with its connection, silently for its holder, and
+//! clients of other versions may not take it at all; the marks give any registration a
+//! whole gc interval to commit before the bytes it counts on can go. Removal itself drops
+//! the rows of the still-unreferenced objects in one transaction before any bytes are
+//! deleted, so a reference committed meanwhile saves its object.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -34,6 +43,9 @@ pub struct GcReport {
     pub temp_bytes_freed: u64,
     /// Unreferenced objects spared because they are younger than the grace period.
     pub young_objects_kept: u64,
+    /// Unreferenced objects marked by this run (a shared registry's first phase): a later
+    /// run removes them if they are still unreferenced then.
+    pub objects_marked: u64,
     pub objects_kept: u64,
     pub dry_run: bool,
 }
@@ -122,8 +134,8 @@ impl Registry {
             .collect();
         // The rows first: a shared store's index then never names bytes that are gone (a
         // crash between the two leaves unrecorded objects, which the next gc sweeps).
-        self.meta.forget_objects(&unreferenced)?;
-        self.store.remove(&unreferenced).map(drop)
+        let removable = self.meta.forget_objects(&unreferenced)?;
+        self.store.remove(&removable).map(drop)
     }
 
     /// Remove every object that no version, run artifact or tree references (a tree's
@@ -139,7 +151,7 @@ impl Registry {
             dry_run,
             ..GcReport::default()
         };
-        let mut removed = Vec::new();
+        let mut candidates = Vec::new();
         for object in self.store.list()? {
             if referenced.contains(&object.digest) {
                 report.objects_kept += 1;
@@ -149,15 +161,30 @@ impl Registry {
                 report.young_objects_kept += 1;
                 continue;
             }
+            candidates.push((object.digest, object.size));
+        }
+        let digests: Vec<Digest> = candidates.iter().map(|(digest, _)| *digest).collect();
+        let ripe: Option<HashSet<Digest>> = self
+            .meta
+            .mark_for_collection(&digests, dry_run)?
+            .map(|ripe| ripe.into_iter().collect());
+        let mut removed = Vec::new();
+        for (digest, size) in candidates {
+            if ripe.as_ref().is_some_and(|ripe| !ripe.contains(&digest)) {
+                report.objects_marked += 1;
+                continue;
+            }
             report.objects_removed += 1;
-            report.bytes_freed += object.size;
-            removed.push(object.digest);
+            report.bytes_freed += size;
+            removed.push(digest);
         }
         if !dry_run {
             // Rows before bytes (see `discard_unreferenced`). What was really freed: an
-            // object may have two copies, or have gone meanwhile.
-            self.meta.forget_objects(&removed)?;
-            report.bytes_freed = self.store.remove(&removed)?;
+            // object may have two copies, have gone meanwhile, or be referenced again.
+            let removable = self.meta.forget_objects(&removed)?;
+            report.objects_kept += (removed.len() - removable.len()) as u64;
+            report.objects_removed = removable.len() as u64;
+            report.bytes_freed = self.store.remove(&removable)?;
         }
         let temps = self.store.remove_stale_temps(cutoff, dry_run)?;
         report.temp_files_removed = temps.files;

@@ -220,6 +220,7 @@ impl RunTx for PgTx<'_> {
             "INSERT INTO objects (digest, size) VALUES ($1, $2) ON CONFLICT (digest) DO NOTHING",
             &[&hex, &size],
         )?;
+        self.execute("DELETE FROM gc_marks WHERE digest = $1", &[&hex])?;
         self.execute(
             "INSERT INTO run_artifacts (run_id, name, digest) VALUES ($1, $2, $3) \
              ON CONFLICT (run_id, name) DO UPDATE SET digest = excluded.digest",

@@ -220,6 +220,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
         renewed_at  TIMESTAMPTZ NOT NULL DEFAULT now()
     );
     "#,
+    // 6: objects garbage collection found unreferenced (and older than its grace period),
+    // deleted only by a later run that finds them still so (`registry::gc`). A commit
+    // that references an object again removes its mark. No foreign key: an object the
+    // bucket holds without a row (a registration that crashed after its upload) is marked
+    // too.
+    r#"
+    CREATE TABLE gc_marks (
+        digest     TEXT COLLATE "C" PRIMARY KEY CHECK (length(digest) = 64),
+        marked_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    "#,
 ];
 
 /// The schema version recorded in the database (0 for one that holds no registry).

@@ -596,6 +596,11 @@ impl VersionTx for PgTx<'_> {
              ON CONFLICT (digest) DO NOTHING",
             vec![Box::new(digests.clone()), Box::new(sizes)],
         )?;
+        // Referenced again: garbage collection's marks on these go (`registry::gc`).
+        self.execute_later(
+            "DELETE FROM gc_marks WHERE digest = ANY($1)",
+            vec![Box::new(digests.clone())],
+        )?;
         self.execute_later(
             "INSERT INTO version_objects (version_id, digest) \
              SELECT $1, d FROM unnest($2::text[]) AS t(d) ON CONFLICT DO NOTHING",
