@@ -18,14 +18,16 @@
 //! its own. One connection per store, used by one call at a time (like the SQLite store's
 //! connection). A connection found gone is replaced, and the call run again when that is
 //! safe (a read, or a write whose COMMIT was not sent); a forked child connects on its own.
-//! TLS is not supported yet (`sslmode=require` is refused with a clear message).
+//! TLS and passwords as libpq takes them: `tls` (`sslmode`, `sslrootcert`) and `passfile`
+//! (`PGPASSWORD`, `~/.pgpass`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio_postgres::config::{Host, SslMode};
+use tls::Connector;
+use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
@@ -66,6 +68,8 @@ const STATEMENT_CACHE: usize = 256;
 /// The metadata database on a PostgreSQL server.
 pub struct PostgresMetaStore {
     config: Config,
+    /// Plain or TLS, as the URL's `sslmode` says.
+    tls: Connector,
     /// The URL as every message shows it: rebuilt from the parsed settings, the password
     /// replaced by `***`.
     shown: String,
@@ -107,7 +111,7 @@ struct Session {
 }
 
 impl Session {
-    fn open(config: &Config, shown: &str) -> Result<Session> {
+    fn open(config: &Config, tls: &Connector, shown: &str) -> Result<Session> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -117,8 +121,25 @@ impl Session {
             })?;
         // The connect timeout in the settings bounds each TCP connect; this bounds the
         // whole handshake, including a server that accepts and then says nothing.
-        let attempt = runtime
-            .block_on(async { tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls)).await });
+        let attempt = runtime.block_on(async {
+            tokio::time::timeout(CONNECT_TIMEOUT, async {
+                // The connection's type differs by TLS; the task it becomes does not. The
+                // task ends when the client is dropped or the connection fails; a failure
+                // reaches the caller through the client's next request.
+                let (client, task): (Client, futures::future::BoxFuture<'static, ()>) = match tls {
+                    Connector::Plain => {
+                        let (client, connection) = config.connect(NoTls).await?;
+                        (client, Box::pin(async move { drop(connection.await) }))
+                    }
+                    Connector::Tls(tls) => {
+                        let (client, connection) = config.connect(tls.clone()).await?;
+                        (client, Box::pin(async move { drop(connection.await) }))
+                    }
+                };
+                Ok::<_, tokio_postgres::Error>((client, task))
+            })
+            .await
+        });
         let failed = match attempt {
             Ok(Ok((client, connection))) => Ok((client, connection)),
             Err(_) => Err(unreachable(
@@ -136,11 +157,7 @@ impl Session {
                 return Err(e);
             }
         };
-        // The task ends when the client is dropped or the connection fails; a failure
-        // reaches the caller through the client's next request.
-        let connection = runtime.spawn(async move {
-            let _ = connection.await;
-        });
+        let connection = runtime.spawn(connection);
         let mut session = Session {
             runtime,
             client,
@@ -203,7 +220,7 @@ impl Session {
 
 impl Slot {
     /// The connection, opened anew in a forked child or after the old one broke.
-    fn ready(&mut self, config: &Config, shown: &str) -> Result<&mut Session> {
+    fn ready(&mut self, config: &Config, tls: &Connector, shown: &str) -> Result<&mut Session> {
         let pid = std::process::id();
         if self.pid != pid {
             // A forked child: the inherited runtime's epoll instance and the socket are
@@ -218,9 +235,9 @@ impl Slot {
             // The server restarted or the network dropped the connection: connect again.
             Some(broken) => {
                 broken.close();
-                Session::open(config, shown)?
+                Session::open(config, tls, shown)?
             }
-            None => Session::open(config, shown)?,
+            None => Session::open(config, tls, shown)?,
         };
         let session = self.session.insert(session);
         if session.in_transaction {
@@ -349,6 +366,14 @@ fn connect_error(config: &Config, shown: &str, e: &tokio_postgres::Error) -> Cor
                     "{said}; create the database (for example with `createdb`) or fix its name \
                      in the URL"
                 ),
+                c if *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+                    && said.ends_with("no encryption") =>
+                {
+                    format!(
+                        "PostgreSQL admits this connection only over TLS ({said}); use \
+                         sslmode=require or verify-full instead of sslmode=disable"
+                    )
+                }
                 c if *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => format!(
                     "PostgreSQL refused the connection ({said}); check the user in the URL and \
                      that the server's pg_hba.conf admits it"
@@ -365,9 +390,21 @@ fn connect_error(config: &Config, shown: &str, e: &tokio_postgres::Error) -> Cor
         None => {
             let why = reason(e);
             if why.ends_with("password missing") {
-                "PostgreSQL asks for a password and the URL gives none; write it as \
-                 postgresql://user:password@host:port/database"
+                "PostgreSQL asks for a password and none was given; put it in the URL \
+                 (postgresql://user:password@host:port/database), in PGPASSWORD, or in \
+                 ~/.pgpass (readable by you alone)"
                     .to_string()
+            } else if why.contains("server does not support TLS") {
+                "the server does not accept TLS, which the URL requires (sslmode); turn on ssl \
+                 in the server, or use sslmode=prefer or disable on a network you trust"
+                    .to_string()
+            } else if why.starts_with("error performing TLS handshake") {
+                format!(
+                    "the TLS handshake with PostgreSQL failed ({}); check sslrootcert (the CA \
+                     that signed the server's certificate) and, for sslmode=verify-full, that \
+                     the URL's host is a name the certificate lists",
+                    why.trim_start_matches("error performing TLS handshake: ")
+                )
             } else if why.contains("host and hostaddr are missing") {
                 "the URL names no server; write it as postgresql://user:password@host:port/database"
                     .to_string()
@@ -497,40 +534,40 @@ impl PostgresMetaStore {
     /// [`Self::connect`]; with a `read_only` reason, every write is refused with it and the
     /// schema must exist and be current (nothing is created or migrated).
     pub fn connect_with(url: &str, read_only: Option<&str>) -> Result<Self> {
+        let malformed = |why: String| CoreError::InvalidInput {
+            message: format!(
+                "the PostgreSQL URL is malformed{why}; write it as \
+                 postgresql://user:password@host:port/database"
+            ),
+        };
+        let (url, requested) =
+            tls::take_options(url).map_err(|why| malformed(format!(" ({why})")))?;
         let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
             // The key=value parser quotes the character it stumbled on, which may belong
             // to a password: only the URL parser's reasons are shown.
-            let why = if url.contains("://") {
+            malformed(if url.contains("://") {
                 format!(" ({})", reason(&e))
             } else {
                 String::new()
-            };
-            CoreError::InvalidInput {
-                message: format!(
-                    "the PostgreSQL URL is malformed{why}; write it as \
-                     postgresql://user:password@host:port/database"
-                ),
-            }
+            })
         })?;
         let shown = shown_url(&config);
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(CoreError::Database {
+        passfile::fill_password(&mut config);
+        let tls =
+            tls::connector(&requested, &mut config).map_err(|message| CoreError::Database {
                 path: PathBuf::from(&shown),
-                message: "the URL requires TLS (sslmode=require), which pacha's PostgreSQL \
-                          client does not support yet; connect over a trusted network or a \
-                          tunnel with sslmode=disable or prefer"
-                    .into(),
-            });
-        }
+                message,
+            })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         if config.get_application_name().is_none() {
             config.application_name("pacha");
         }
-        let session = Session::open(&config, &shown)?;
+        let session = Session::open(&config, &tls, &shown)?;
         let mut store = PostgresMetaStore {
             config,
+            tls,
             shown,
             slot: Mutex::new(Slot {
                 session: Some(session),
@@ -566,7 +603,7 @@ impl PostgresMetaStore {
         // A panic in another thread mid-call leaves the session usable: its open
         // transaction, if any, is rolled back by `Slot::ready`.
         let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        let session = slot.ready(&self.config, &self.shown)?;
+        let session = slot.ready(&self.config, &self.tls, &self.shown)?;
         Ok(f(session))
     }
 
@@ -1034,9 +1071,11 @@ impl MetadataStore for PostgresMetaStore {
 mod lineage;
 mod locks;
 mod packs;
+mod passfile;
 mod runs;
 mod schema;
 mod settings;
+mod tls;
 mod tx;
 
 #[cfg(test)]

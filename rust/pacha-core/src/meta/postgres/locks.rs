@@ -43,6 +43,7 @@ pub(super) struct SharedGuard {
     hold: Arc<SharedHold>,
     shown: String,
     config: tokio_postgres::Config,
+    tls: super::Connector,
     generation: u64,
 }
 
@@ -64,7 +65,7 @@ impl crate::meta::CollectorLock for SharedGuard {
         }
         drop(slot);
         // The server down is the better message; else the lock is what was lost.
-        Some(match Session::open(&self.config, &self.shown) {
+        Some(match Session::open(&self.config, &self.tls, &self.shown) {
             Err(unreachable) => unreachable,
             Ok(session) => {
                 session.close();
@@ -141,7 +142,7 @@ impl Drop for SharedGuard {
 /// A connection for the lock: no statement timeout on it, as a registration waits for a
 /// collector to finish, and a collector for registrations in flight.
 fn open_lock_session(store: &PostgresMetaStore) -> Result<Session> {
-    let session = Session::open(&store.config, &store.shown)?;
+    let session = Session::open(&store.config, &store.tls, &store.shown)?;
     let set = session
         .runtime
         .block_on(session.client.batch_execute("SET statement_timeout = 0"));
@@ -221,6 +222,7 @@ impl PostgresMetaStore {
             hold: Arc::clone(&self.hold),
             shown: self.shown.clone(),
             config: self.config.clone(),
+            tls: self.tls.clone(),
             generation: slot.generation,
         })
     }

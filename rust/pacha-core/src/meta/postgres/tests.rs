@@ -197,12 +197,21 @@ fn an_unreachable_server_is_one_line_naming_what_to_check() {
 }
 
 #[test]
-fn tls_that_cannot_be_given_is_refused_up_front() {
-    let err = PostgresMetaStore::connect("postgresql://a:s3cret@127.0.0.1:1/db?sslmode=require")
-        .expect_err("no TLS");
+fn tls_settings_that_cannot_work_are_refused_before_connecting() {
+    let err = PostgresMetaStore::connect(
+        "postgresql://a:s3cret@127.0.0.1:1/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+    )
+    .expect_err("no roots");
     let text = err.to_string();
     assert!(
-        text.contains("sslmode=require") && !text.contains("s3cret"),
+        text.contains("/nonexistent/ca.pem") && text.contains("sslrootcert"),
+        "{text}"
+    );
+    let err = PostgresMetaStore::connect("postgresql://a:s3cret@127.0.0.1:1/db?sslmode=sure")
+        .expect_err("bogus mode");
+    let text = err.to_string();
+    assert!(
+        text.contains("verify-full") && !text.contains("s3cret"),
         "{text}"
     );
 }
