@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use super::{
-    Expected, ExportOptions, LocalStore, ObjectInfo, ObjectStore, Problem, PutOutcome, S3Store,
+    copy, Expected, ExportOptions, LocalStore, ObjectInfo, ObjectStore, Problem, PutOutcome, S3Store,
     SyncBatch, TempSweep, VerifyReport,
 };
 use crate::destination;
@@ -113,10 +113,20 @@ impl ObjectStore for CachedStore {
         let parent = destination::prepare_file(dest, options.overwrite)?;
         let mut part = destination::part_file(&parent, options.mode)?;
         let part_path = part.path().to_path_buf();
+        let (mut written, mut flushed) = (0u64, 0u64);
         let stored = self.cache.put_streamed(digest, |cache| {
             self.remote.fetch(digest, progress, |data| {
                 cache(data)?;
-                part.as_file_mut().write_all(data).at(&part_path)
+                part.as_file_mut().write_all(data).at(&part_path)?;
+                // The output is synced before it is published: start its writeback as it
+                // grows, so the disk writes overlap the transfer (the cache copy is not
+                // synced: it is re-hashed whenever it is read).
+                written += data.len() as u64;
+                if written - flushed >= copy::WRITEBACK_STEP {
+                    copy::start_writeback(part.as_file(), flushed, written - flushed);
+                    flushed = written;
+                }
+                Ok(())
             })
         });
         let size = match stored {

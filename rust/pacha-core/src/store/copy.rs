@@ -21,12 +21,12 @@ const PIPELINE_DEPTH: usize = 4;
 
 /// Ask the kernel to start writing back every this many bytes, so that the final fsync
 /// finds little left to do (disk writes overlap with reading and hashing).
-const WRITEBACK_STEP: u64 = 32 << 20;
+pub(crate) const WRITEBACK_STEP: u64 = 32 << 20;
 
 /// Start asynchronous writeback of `len` bytes at `offset` (Linux). Purely a hint: the
 /// durability guarantee comes from the fsync before the rename, never from this.
 #[cfg(target_os = "linux")]
-fn start_writeback(file: &File, offset: u64, len: u64) {
+pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
     use std::os::unix::io::AsRawFd;
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
         return;
@@ -40,7 +40,7 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+pub(crate) fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 /// Sources at least this large are copied from a memory map when one can be had safely
 /// (`hash::mapped`): the writer copies straight from the page cache and the hash reads the

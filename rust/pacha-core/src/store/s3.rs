@@ -412,11 +412,15 @@ impl S3Store {
             .map(move |at| at..size.min(at + READ_RANGE));
         let mut hasher = blake3::Hasher::new();
         let mut read = 0u64;
-        crate::runtime::runtime()?.block_on(async {
+        let runtime = crate::runtime::runtime()?;
+        runtime.block_on(async {
+            // Each range is its own task, so the ranges in flight keep arriving on the
+            // runtime's threads while this thread hashes and writes the one before (polled
+            // only from here, they would wait for it). Bounded: RANGES_IN_FLIGHT ranges.
             let mut chunks = futures::stream::iter(ranges)
                 .map(|range: Range<u64>| {
                     let (blobs, key) = (Arc::clone(&blobs), key.clone());
-                    async move { blobs.get_range(&key, range).await }
+                    AbortOnDrop(runtime.spawn(async move { blobs.get_range(&key, range).await }))
                 })
                 .buffered(RANGES_IN_FLIGHT);
             while let Some(data) = chunks.next().await {
@@ -1118,5 +1122,33 @@ impl ObjectStore for S3Store {
             sweep.bytes += meta.size;
         }
         Ok(sweep)
+    }
+}
+
+/// A spawned task that is aborted when its handle is dropped (a read given up midway leaves
+/// no ranges downloading in the background); awaiting it gives the task's result.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<std::result::Result<T, object_store::Error>>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = std::result::Result<T, object_store::Error>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|joined| {
+            joined.unwrap_or_else(|e| {
+                Err(object_store::Error::Generic {
+                    store: "S3",
+                    source: Box::new(e),
+                })
+            })
+        })
     }
 }
