@@ -108,3 +108,71 @@ def test_a_cache_that_cannot_be_made_only_costs_the_network(
     reg.register_model("m", source, "1.0.0")
     reg.download_model("m:1.0.0", tmp_path / "out.bin")
     assert (tmp_path / "out.bin").read_bytes() == source.read_bytes()
+
+
+def test_pruning_keeps_the_most_recently_used_copies(shared: Backend, tmp_path: Path) -> None:
+    reg = shared.open()
+    old = write_pattern(tmp_path / "old.bin", 2 << 20, seed=11)
+    new = write_pattern(tmp_path / "new.bin", 3 << 20, seed=12)
+    reg.register_model("old", old, "1.0.0")
+    reg.register_model("new", new, "1.0.0")
+    reg.download_model("old:1.0.0", tmp_path / "o1.bin")
+    reg.download_model("new:1.0.0", tmp_path / "n1.bin")
+    info = pacha.cache_info()
+    assert (info.path, info.objects, info.bytes) == (
+        Path(os.environ["PACHA_CACHE"]),
+        2,
+        (2 << 20) + (3 << 20),
+    )
+    # `old` was used longest ago; reading it again makes it the most recently used.
+    os.utime(cached_copy(pacha.hash_file(old)), (1, 1))
+    os.utime(cached_copy(pacha.hash_file(new)), (2, 2))
+    reg.download_model("old:1.0.0", tmp_path / "o2.bin")
+    dry = pacha.prune_cache("2M", dry_run=True)
+    assert (dry.removed, dry.freed, dry.objects, dry.bytes) == (1, 3 << 20, 1, 2 << 20)
+    assert cached_copy(pacha.hash_file(new)).is_file()
+    pruned = pacha.prune_cache(2 << 20)
+    assert (pruned.removed, pruned.freed) == (1, 3 << 20)
+    assert not cached_copy(pacha.hash_file(new)).exists()
+    assert cached_copy(pacha.hash_file(old)).is_file()
+    # What went is fetched again, verified, and cached again.
+    reg.download_model("new:1.0.0", tmp_path / "n2.bin")
+    assert (tmp_path / "n2.bin").read_bytes() == new.read_bytes()
+    assert cached_copy(pacha.hash_file(new)).is_file()
+    cleared = pacha.prune_cache(0)
+    assert (cleared.removed, cleared.objects, cleared.bytes) == (2, 0, 0)
+    assert pacha.cache_info().objects == 0
+
+
+def test_cache_commands(shared: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import subprocess
+    import sys
+
+    def pacha_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pacha", "cache", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    # Nothing cached yet, and nothing created by looking.
+    monkeypatch.setenv("PACHA_CACHE", str(tmp_path / "fresh-cache"))
+    empty = json.loads(pacha_cli("info", "--json").stdout)
+    assert (empty["objects"], empty["bytes"]) == (0, 0)
+    assert not (tmp_path / "fresh-cache").exists()
+    reg = shared.open()
+    source = write_pattern(tmp_path / "w.bin", 1 << 20, seed=3)
+    reg.register_model("m", source, "1.0.0")
+    reg.download_model("m:1.0.0", tmp_path / "out.bin")
+    shown = pacha_cli("info")
+    assert shown.returncode == 0 and "1 object(s), 1.0 MiB" in shown.stdout, shown.stdout
+    bad = pacha_cli("prune", "--max-size", "lots")
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "500M" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    dry = pacha_cli("clear", "--dry-run")
+    assert dry.returncode == 0 and "would remove 1 object(s)" in dry.stdout, dry.stdout
+    cleared = json.loads(pacha_cli("clear", "--json").stdout)
+    assert (cleared["removed"], cleared["objects"]) == (1, 0)

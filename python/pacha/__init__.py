@@ -48,6 +48,9 @@ _LAZY = {
     "RecipeProblem": "pacha.recipes",
     "RecipeValidationError": "pacha.recipes",
     "Lineage": "pacha.lineage",
+    "CacheInfo": "pacha.cache",
+    "cache_info": "pacha.cache",
+    "prune_cache": "pacha.cache",
     **dict.fromkeys(
         (
             "ArtifactVersion",
@@ -74,6 +77,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from pacha.cache import CacheInfo, cache_info, prune_cache
     from pacha.lineage import Lineage
     from pacha.models import (
         ArtifactVersion,
@@ -118,6 +122,7 @@ __all__ = [
     "AlreadyExistsError",
     "ArtifactVersion",
     "BackendError",
+    "CacheInfo",
     "CancelledError",
     "DatabaseError",
     "DatasetVersion",
@@ -160,11 +165,13 @@ __all__ = [
     "VerifyReport",
     "VerifyResult",
     "__version__",
+    "cache_info",
     "compare_versions",
     "hash_bytes",
     "hash_file",
     "open_store",
     "parse_version",
+    "prune_cache",
     "registry_path",
     "validate_name",
 ]

@@ -34,10 +34,12 @@ __all__ = [
     "VersionInfo",
     "__version__",
     "compare_versions",
+    "download_cache_usage",
     "hash_bytes",
     "hash_file",
     "location_problem",
     "parse_version",
+    "prune_download_cache",
     "validate_metric",
     "validate_name",
 ]
@@ -163,6 +165,13 @@ def compare_versions(a: str, b: str) -> int:
 
 def validate_metric(name: str, value: float) -> None:
     """InvalidInputError unless the metric name is valid and the value finite."""
+
+def download_cache_usage() -> tuple[Path, int, int, int, int]:
+    """The download cache: (directory, objects, bytes, 0, 0). Creates nothing."""
+
+def prune_download_cache(max_bytes: int, dry_run: bool = False) -> tuple[Path, int, int, int, int]:
+    """Drop least recently used cached copies down to max_bytes: (directory, objects kept,
+    bytes kept, removed, freed)."""
 
 def validate_name(text: str) -> str:
     """The canonical (NFC) form of a valid artifact name; InvalidInputError otherwise."""

@@ -19,6 +19,11 @@ from pacha.cli import hashing
 
 #: Command groups built on demand: name → (module, attribute, one-line help for the listing).
 LAZY_GROUPS: dict[str, tuple[str, str, str]] = {
+    "cache": (
+        "pacha.cli.cache",
+        "app",
+        "The download cache of shared registries: what it holds, and pruning it.",
+    ),
     "config": (
         "pacha.cli.config",
         "app",

@@ -76,5 +76,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(registry::compare_versions, m)?)?;
     m.add_function(wrap_pyfunction!(registry::validate_name, m)?)?;
     m.add_function(wrap_pyfunction!(registry::validate_metric, m)?)?;
+    m.add_function(wrap_pyfunction!(registry::download_cache_usage, m)?)?;
+    m.add_function(wrap_pyfunction!(registry::prune_download_cache, m)?)?;
     Ok(())
 }

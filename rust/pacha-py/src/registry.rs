@@ -964,3 +964,27 @@ pub fn validate_name(text: &str) -> PyResult<String> {
 pub fn validate_metric(name: &str, value: f64) -> PyResult<()> {
     meta::runs::validate_metric(name, value).map_err(to_py)
 }
+
+/// The download cache of shared registries: (directory, objects, bytes, removed, freed).
+type CacheTuple = (PathBuf, u64, u64, u64, u64);
+
+fn cache_tuple((dir, usage): (PathBuf, pacha_core::store::CacheUsage)) -> CacheTuple {
+    (dir, usage.objects, usage.bytes, usage.removed, usage.freed)
+}
+
+/// What the download cache holds: (directory, objects, bytes, 0, 0). Creates nothing.
+#[pyfunction]
+pub fn download_cache_usage(py: Python<'_>) -> PyResult<CacheTuple> {
+    detached(py, registry::Registry::download_cache_usage).map(cache_tuple)
+}
+
+/// Remove the least recently used cached copies until the cache holds at most `max_bytes`:
+/// (directory, objects kept, bytes kept, removed, freed).
+#[pyfunction]
+#[pyo3(signature = (max_bytes, dry_run = false))]
+pub fn prune_download_cache(py: Python<'_>, max_bytes: u64, dry_run: bool) -> PyResult<CacheTuple> {
+    detached(py, || {
+        registry::Registry::prune_download_cache(max_bytes, dry_run)
+    })
+    .map(cache_tuple)
+}

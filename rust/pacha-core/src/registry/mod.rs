@@ -388,6 +388,36 @@ impl Registry {
         LocalStore::open(dir.join(OBJECTS_DIR)).ok()
     }
 
+    /// The download cache's directory and what it holds (nothing is created).
+    pub fn download_cache_usage() -> Result<(PathBuf, crate::store::CacheUsage)> {
+        Self::with_download_cache(crate::store::cached::usage)
+    }
+
+    /// Remove the least recently used copies from the download cache until it holds at
+    /// most `max_bytes` (see `store::cached::prune`).
+    pub fn prune_download_cache(
+        max_bytes: u64,
+        dry_run: bool,
+    ) -> Result<(PathBuf, crate::store::CacheUsage)> {
+        Self::with_download_cache(|cache| crate::store::cached::prune(cache, max_bytes, dry_run))
+    }
+
+    fn with_download_cache(
+        f: impl FnOnce(&LocalStore) -> Result<crate::store::CacheUsage>,
+    ) -> Result<(PathBuf, crate::store::CacheUsage)> {
+        let dir = backends::cache_dir().ok_or_else(|| CoreError::InvalidInput {
+            message: "there is no download cache: none of PACHA_CACHE, XDG_CACHE_HOME and \
+                      HOME is set"
+                .into(),
+        })?;
+        let objects = dir.join(OBJECTS_DIR);
+        if !objects.is_dir() {
+            return Ok((dir, crate::store::CacheUsage::default()));
+        }
+        let usage = f(&LocalStore::open(objects)?)?;
+        Ok((dir, usage))
+    }
+
     /// The registry directory, `None` for a shared registry (PostgreSQL and S3).
     pub fn root(&self) -> Option<&Path> {
         self.home.as_ref().map(|home| home.root.as_path())

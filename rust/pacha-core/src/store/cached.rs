@@ -13,8 +13,8 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use super::{
-    copy, Expected, ExportOptions, LocalStore, ObjectInfo, ObjectStore, Problem, PutOutcome, S3Store,
-    SyncBatch, TempSweep, VerifyReport,
+    copy, Expected, ExportOptions, LocalStore, ObjectInfo, ObjectStore, Problem, PutOutcome,
+    S3Store, SyncBatch, TempSweep, VerifyReport,
 };
 use crate::destination;
 use crate::error::IoContext;
@@ -37,13 +37,88 @@ impl CachedStore {
         self.cache.root()
     }
 
-    /// A cached copy found damaged: dropped, so that the caller fetches the object again.
+    /// A cached copy found damaged, or gone since it was found (a prune in another
+    /// process): passed over, so that the caller fetches the object again.
     fn cached_copy_usable<T>(outcome: Result<T>) -> Option<Result<T>> {
         match outcome {
-            Err(CoreError::Integrity { .. }) => None,
+            Err(CoreError::Integrity { .. } | CoreError::ObjectNotFound { .. }) => None,
             other => Some(other),
         }
     }
+
+    /// Mark a cached copy as just used, for [`prune`]'s least-recently-used order (best
+    /// effort; a small object kept in the cache's pack has no file of its own).
+    fn touch(&self, digest: &Digest) {
+        use rustix::fs::{utimensat, AtFlags, Timestamps, CWD};
+        let now = rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        };
+        let omit = rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        };
+        let times = Timestamps {
+            last_access: omit,
+            last_modification: now,
+        };
+        let _ = utimensat(
+            CWD,
+            self.cache.object_path(digest),
+            &times,
+            AtFlags::empty(),
+        );
+    }
+}
+
+/// What a download cache holds (after a prune, what it kept), and what a prune removed (or,
+/// in a dry run, would remove).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheUsage {
+    pub objects: u64,
+    pub bytes: u64,
+    pub removed: u64,
+    pub freed: u64,
+}
+
+/// What `cache` holds.
+pub fn usage(cache: &LocalStore) -> Result<CacheUsage> {
+    let listed = cache.list()?;
+    Ok(CacheUsage {
+        objects: listed.len() as u64,
+        bytes: listed.iter().map(|o| o.size).sum(),
+        ..CacheUsage::default()
+    })
+}
+
+/// Remove the least recently used copies from `cache` until it holds at most `max_bytes`
+/// (everything, with 0). Safe beside other processes: one reading a copy keeps its open
+/// file, and one about to read a copy that went fetches it again.
+pub fn prune(cache: &LocalStore, max_bytes: u64, dry_run: bool) -> Result<CacheUsage> {
+    let mut listed = cache.list()?;
+    // Oldest use first (a copy is touched when a download reads it).
+    listed.sort_by_key(|o| (o.modified, o.digest));
+    let mut left: u64 = listed.iter().map(|o| o.size).sum();
+    let mut report = CacheUsage {
+        objects: listed.len() as u64,
+        ..CacheUsage::default()
+    };
+    let mut doomed = Vec::new();
+    for object in &listed {
+        if left <= max_bytes {
+            break;
+        }
+        left -= object.size;
+        report.removed += 1;
+        report.freed += object.size;
+        doomed.push(object.digest);
+    }
+    if !dry_run && !doomed.is_empty() {
+        cache.remove(&doomed)?;
+    }
+    report.objects -= report.removed;
+    report.bytes = left;
+    Ok(report)
 }
 
 impl ObjectStore for CachedStore {
@@ -107,6 +182,9 @@ impl ObjectStore for CachedStore {
         if self.cache.contains(digest)? {
             let cached = self.cache.export(digest, dest, options, progress);
             if let Some(outcome) = Self::cached_copy_usable(cached) {
+                if outcome.is_ok() {
+                    self.touch(digest);
+                }
                 return outcome;
             }
         }

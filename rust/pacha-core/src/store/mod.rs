@@ -4,7 +4,7 @@
 //! that an S3-compatible store can join [`LocalStore`] without touching them. The on-disk
 //! format of the local store is specified in `docs/store-format.md`.
 
-mod cached;
+pub(crate) mod cached;
 mod copy;
 mod local;
 mod pack;
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::{Digest, Progress, Result};
 
-pub use cached::CachedStore;
+pub use cached::{CacheUsage, CachedStore};
 pub use local::{LocalStore, SMALL_OBJECT_MAX};
 pub(crate) use pack::PACK_DIR;
 pub use pack::PACK_MAX;
