@@ -101,6 +101,9 @@ TEMPLATES: list[list[str]] = [
     ["--registry", ARG, "model", "list"],
     ["--objects", ARG, "stats"],
     ["config", "show", ARG],
+    ["cache", "info", ARG],
+    ["cache", "prune", "--max-size", ARG, "--dry-run"],
+    ["cache", "clear", "--dry-run", ARG],
 ]
 
 
