@@ -146,11 +146,18 @@ def test_tls_modes_as_libpq_means_them(
         _refused(f"{url}?sslmode={mode}&sslrootcert={other}", objects, "TLS handshake")
     # A checking mode without roots says where to give them.
     _refused(f"{url}?sslmode=verify-full", objects, "sslrootcert=PATH", "root.crt")
-    # ~/.postgresql/root.crt is where libpq looks by default.
+    # The system's roots: verify-full by default (the test CA is not among them), and no
+    # weaker mode with them, as libpq 16.
+    _refused(f"{url}?sslrootcert=system", objects, "TLS handshake")
+    _refused(f"{url}?sslmode=require&sslrootcert=system", objects, "verify-full")
+    # ~/.postgresql/root.crt is where libpq looks by default, for require too.
     home = Path(os.environ["HOME"]) / ".postgresql"
     home.mkdir(parents=True)
+    (home / "root.crt").write_bytes(other.read_bytes())
+    _refused(f"{url}?sslmode=require", objects, "TLS handshake")
     (home / "root.crt").write_bytes(ca.read_bytes())
     _open(f"{url}?sslmode=verify-ca", objects)
+    _open(f"{url}?sslmode=require", objects)
 
 
 def test_the_password_comes_from_pgpassword_or_a_private_password_file(

@@ -43,7 +43,16 @@ def parse_size(text: Union[str, int]) -> int:
         raise InvalidInputError(
             f"invalid size {text!r}: give a number with an optional unit, e.g. 500M or 20G"
         )
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    whole, _, fraction = match.group(1).partition(".")
+    unit = _UNITS[match.group(2).lower()]
+    size = (
+        int(whole) * unit + (int(fraction) * unit) // 10 ** len(fraction)
+        if fraction
+        else int(whole) * unit
+    )
+    if size >= 1 << 64:
+        raise InvalidInputError(f"invalid size {text!r}: larger than any disk")
+    return size
 
 
 def cache_info() -> CacheInfo:

@@ -68,7 +68,18 @@ pub(super) fn take_options(url: &str) -> Result<(String, Requested), String> {
         mode: None,
         root_cert: None,
     };
-    let Some((base, query)) = url.split_once('?').filter(|_| url.contains("://")) else {
+    // The query starts after the user information: a password may hold a `?`.
+    let after_credentials = url.rfind('@').map_or(0, |at| at + 1);
+    let Some((base, query)) = url[after_credentials..]
+        .find('?')
+        .filter(|_| url.contains("://"))
+        .map(|at| {
+            (
+                &url[..after_credentials + at],
+                &url[after_credentials + at + 1..],
+            )
+        })
+    else {
         return Ok((url.to_string(), requested));
     };
     let mut kept = Vec::new();
@@ -131,14 +142,23 @@ fn decode(text: &str) -> String {
 /// Set `config`'s TLS mode for `requested` and build the connector. Errors are messages for
 /// the user.
 pub(super) fn connector(requested: &Requested, config: &mut Config) -> Result<Connector, String> {
+    let system = requested.root_cert.as_deref() == Some("system");
     let mode = requested.mode.unwrap_or(match config.get_ssl_mode() {
+        // As libpq 16: the system's roots mean checking the host name too.
+        _ if system => Mode::VerifyFull,
         SslMode::Disable => Mode::Disable,
         SslMode::Require => Mode::Require,
         _ => Mode::Prefer,
     });
+    if system && mode != Mode::VerifyFull {
+        // Any public CA would do for a check without the host name: libpq refuses it too.
+        return Err("sslrootcert=system needs sslmode=verify-full (the default with it)".into());
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // `require` checks the chain when roots are given or ~/.postgresql/root.crt exists, as
+    // libpq does.
     let checked = matches!(mode, Mode::VerifyCa | Mode::VerifyFull)
-        || (mode == Mode::Require && requested.root_cert.is_some());
+        || (mode == Mode::Require && (requested.root_cert.is_some() || default_roots().is_some()));
     let verifier: Arc<dyn ServerCertVerifier> = if mode == Mode::Disable {
         config.ssl_mode(SslMode::Disable);
         return Ok(Connector::Plain);
@@ -189,11 +209,9 @@ fn roots(requested: &Requested) -> Result<Arc<RootCertStore>, String> {
             return Ok(Arc::new(store));
         }
         Some(path) => PathBuf::from(path),
-        None => match std::env::var_os("HOME") {
-            Some(home) if Path::new(&home).join(".postgresql/root.crt").is_file() => {
-                Path::new(&home).join(".postgresql/root.crt")
-            }
-            _ => {
+        None => match default_roots() {
+            Some(path) => path,
+            None => {
                 return Err(
                     "this sslmode checks the server's certificate: give the CA that \
                      signed it as sslrootcert=PATH (a PEM file) in the URL, or \
@@ -219,6 +237,12 @@ fn roots(requested: &Requested) -> Result<Arc<RootCertStore>, String> {
         ));
     }
     Ok(Arc::new(store))
+}
+
+/// libpq's default root certificates, `~/.postgresql/root.crt`, when it exists.
+fn default_roots() -> Option<PathBuf> {
+    let path = Path::new(&std::env::var_os("HOME")?).join(".postgresql/root.crt");
+    path.is_file().then_some(path)
 }
 
 /// `require`/`prefer` without roots: any certificate, as libpq (the handshake's signatures
@@ -345,5 +369,12 @@ mod tests {
             .expect_err("bogus")
             .contains("verify-full"));
         assert_eq!(decode("%zz%41"), "%zzA");
+        // A `?` in the password is not the query.
+        let (rest, requested) =
+            take_options("postgresql://u:p?w@h/db?sslmode=require").expect("password");
+        assert_eq!(
+            (rest.as_str(), requested.mode),
+            ("postgresql://u:p?w@h/db", Some(Mode::Require))
+        );
     }
 }
